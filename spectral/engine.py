@@ -1,0 +1,317 @@
+"""The merge engine: any method, any parameters, over a whole model, from cached SVD factors.
+
+The engine owns caching and devices. Every per-task SVD of a task matrix is computed once (batched over
+same-shape layers, on CUDA when present) and kept by content hash in :class:`spectral.cache.SVDCache`; so is the
+SVD of Σ_t Δ_t (Iso) and of the CART-centred matrices. A merge with new k_frac / common_frac reads factors;
+a change of alpha alone reuses the last merge of the same method and parameters and costs one fused add per
+tensor (methods declare whether they are linear or affine in alpha).
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from spectral import linalg
+from spectral.cache import SVDCache, to_device
+from spectral.methods import get_method
+from spectral.methods.base import LayerFactors, Method, merge_non_matrix
+from spectral.methods.tsv import tsv_c
+from spectral.taskset import TaskSet, combine_hashes
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+def _noop(i: int, n: int, text: str) -> None:
+    return None
+
+
+class CachedLayer(LayerFactors):
+    """LayerFactors of one parameter of a TaskSet whose decompositions come from the engine's cache."""
+
+    def __init__(self, engine: "Engine", key: str) -> None:
+        super().__init__(None)
+        self._engine = engine
+        self._key = key
+        self._loaded: Tensor | None = None
+
+    @property
+    def task_matrices(self) -> Tensor:
+        if self._loaded is None:
+            self._loaded = self._engine.taskset.task_matrices(self._key).to(self._engine.device)
+        return self._loaded
+
+    @property
+    def num_tasks(self) -> int:
+        return self._engine.taskset.num_tasks
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        m, n = self._engine.taskset.base[self._key].shape
+        return int(m), int(n)
+
+    def task_svd(self) -> linalg.SVD:
+        return self._memoised("task", lambda: self._engine.task_factors(self._key))
+
+    def sum_svd(self) -> linalg.SVD:
+        return self._memoised("sum", lambda: self._engine.derived_factors(self._key, "sum"))
+
+    def centered_svd(self) -> linalg.SVD:
+        return self._memoised("centered", lambda: self._engine.derived_factors(self._key, "centered"))
+
+
+class MergedDelta:
+    """A merge of every parameter as an affine function of alpha: Δ(α) = c0 + α·c1 (either part may be absent)."""
+
+    def __init__(self) -> None:
+        self.constant: dict[str, Tensor] = {}
+        self.slope: dict[str, Tensor] = {}
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for d in (self.constant, self.slope) for t in d.values())
+
+
+class Engine:
+    """Merge a :class:`TaskSet` with any registered method, reusing cached SVD factors.
+
+    >>> engine = Engine(taskset, cache_dir="cache", device="auto")   # doctest: +SKIP
+    >>> engine.build_cache()                                           # every Δ_t's SVD, once
+    >>> merged = engine.merge("tsv_m", alpha=1.0, k_frac=0.125)        # state dict: θ₀ + merged delta
+    """
+
+    def __init__(
+        self,
+        taskset: TaskSet,
+        *,
+        cache: SVDCache | None = None,
+        cache_dir: str | Path | None = None,
+        device: str | torch.device = "auto",
+        memory_bytes: int = 4 << 30,
+        batch_bytes: int = 512 << 20,
+        merges_kept: int = 4,
+    ) -> None:
+        self.taskset = taskset
+        self.cache = cache if cache is not None else SVDCache(cache_dir, memory_bytes=memory_bytes)
+        self.device = linalg.resolve_device(device)
+        self.batch_bytes = batch_bytes
+        self.merges_kept = merges_kept
+        self._merges: OrderedDict[tuple[Any, ...], MergedDelta] = OrderedDict()
+
+    # -- factors ------------------------------------------------------------------------------------------
+    def task_factors(self, key: str) -> linalg.SVD:
+        """Stacked factors of every task's Δ for ``key``: U (T, m, r), S (T, r), V (T, n, r), on the device."""
+        ts = self.taskset
+        hashes = [ts.matrix_hash(t, key) for t in range(ts.num_tasks)]
+        found = [self.cache.get(h) for h in hashes]
+        missing = [t for t, f in enumerate(found) if f is None]
+        if missing:
+            matrices = torch.stack([ts.task_matrix(t, key) for t in missing]).to(self.device)
+            U, S, V = linalg.thin_svd(matrices)
+            for i, t in enumerate(missing):
+                found[t] = (U[i], S[i], V[i])
+                self.cache.put(hashes[t], found[t], shape=tuple(matrices.shape[-2:]))
+        parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
+        return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+    def derived_factors(self, key: str, kind: str) -> linalg.SVD:
+        """SVD of Σ_t Δ_t (``"sum"``) or of every Δ_t − mean Δ (``"centered"``), cached by content."""
+        ts = self.taskset
+        hashes = [ts.matrix_hash(t, key) for t in range(ts.num_tasks)]
+        if kind == "sum":
+            h = combine_hashes("sum", hashes)
+            factors = self.cache.get(h)
+            if factors is None:
+                factors = linalg.thin_svd(ts.task_matrices(key).to(self.device).sum(0))
+                self.cache.put(h, factors)
+            return to_device(factors, self.device)
+        if kind == "centered":
+            keys = [combine_hashes(f"centered:{t}", hashes) for t in range(ts.num_tasks)]
+            found = [self.cache.get(h) for h in keys]
+            if any(f is None for f in found):
+                stacked = ts.task_matrices(key).to(self.device)
+                U, S, V = linalg.thin_svd(stacked - stacked.mean(0, keepdim=True))
+                found = [(U[t], S[t], V[t]) for t in range(ts.num_tasks)]
+                for h, f in zip(keys, found):
+                    self.cache.put(h, f)
+            parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
+            return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+        raise ValueError(f"unknown derived factorisation {kind!r}")
+
+    def cache_status(self) -> dict[str, int]:
+        """How many per-task factor sets of this TaskSet are cached (hashing every task matrix once)."""
+        ts = self.taskset
+        total = ts.num_tasks * len(ts.matrix_keys)
+        cached = sum(
+            self.cache.contains(ts.matrix_hash(t, k)) for k in ts.matrix_keys for t in range(ts.num_tasks)
+        )
+        return {"cached": cached, "total": total}
+
+    def build_cache(self, *, keys: list[str] | None = None, progress: Progress | None = None) -> int:
+        """Compute and store the SVD of every (task, matrix key) not yet cached; returns how many were computed.
+
+        Missing matrices are grouped by shape and decomposed in batches of at most ``batch_bytes`` input;
+        the previous batch is written to disk by a background thread while the next one is decomposed.
+        """
+        progress = progress or _noop
+        ts = self.taskset
+        keys = keys if keys is not None else ts.matrix_keys
+        by_shape: dict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
+        for i, key in enumerate(keys):
+            progress(i, len(keys), f"hashing {key}")
+            for t in range(ts.num_tasks):
+                h = ts.matrix_hash(t, key)
+                if not self.cache.contains(h):
+                    by_shape[tuple(ts.base[key].shape)].append((t, key, h))  # type: ignore[index]
+        todo = sum(len(v) for v in by_shape.values())
+        done = 0
+        progress(0, max(todo, 1), f"SVD of {todo} task matrices")
+        pending: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="svd-cache-writer") as writer:
+            for shape, items in by_shape.items():
+                per_batch = max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
+                for start in range(0, len(items), per_batch):
+                    batch = items[start : start + per_batch]
+                    matrices = torch.stack([ts.task_matrix(t, key) for t, key, _ in batch]).to(self.device)
+                    U, S, V = (f.cpu() for f in linalg.thin_svd(matrices))
+                    del matrices
+                    for i, (_, _, h) in enumerate(batch):
+                        pending.append(writer.submit(self.cache.put, h, (U[i], S[i], V[i]), shape=shape))
+                    done += len(batch)
+                    progress(done, todo, f"SVD {shape[0]}×{shape[1]}: {done}/{todo}")
+            for fut in pending:
+                fut.result()
+        return todo
+
+    def layer(self, key: str) -> CachedLayer:
+        if key not in self.taskset.matrix_keys:
+            raise KeyError(f"{key!r} is not a matrix parameter of this TaskSet")
+        return CachedLayer(self, key)
+
+    # -- merging ------------------------------------------------------------------------------------------
+    def resolve(self, method: str | Method, params: Mapping[str, Any]) -> tuple[Method, float, dict[str, Any]]:
+        """(method, alpha, other params) with defaults filled and ranges checked."""
+        m = get_method(method) if isinstance(method, str) else method
+        resolved = m.resolve_params(params, self.taskset.num_tasks)
+        alpha = float(resolved.pop("alpha", 1.0))
+        return m, alpha, resolved
+
+    def merged_delta(
+        self, method: str | Method, *, progress: Progress | None = None, **params: Any
+    ) -> tuple[MergedDelta, float]:
+        """The merge of ``method`` as Δ(α) = c0 + α·c1 for every key, remembered for the next alpha change."""
+        m, alpha, rest = self.resolve(method, params)
+        if m.kind != "merge":
+            raise ValueError(f"{m.name} is a compression method: use Engine.compress")
+        memo_key = (m.name, tuple(sorted(rest.items())))
+        if memo_key in self._merges:
+            self._merges.move_to_end(memo_key)
+            return self._merges[memo_key], alpha
+        delta = self._compute_delta(m, rest, progress or _noop)
+        self._merges[memo_key] = delta
+        while len(self._merges) > self.merges_kept:
+            self._merges.popitem(last=False)
+        return delta, alpha
+
+    def _compute_delta(self, m: Method, params: dict[str, Any], progress: Progress) -> MergedDelta:
+        ts = self.taskset
+        out = MergedDelta()
+        if m.model_fn is not None:
+            slope = m.model_fn(ts.lazy_task_vectors(), alpha=1.0, progress=progress, **params)
+            out.slope = {k: v.cpu() for k, v in slope.items()}
+            return out
+        assert m.layer_fn is not None
+        n_keys = len(ts.keys)
+        for i, key in enumerate(ts.keys):
+            progress(i, n_keys, f"{m.display_name}: {key}")
+            if key in ts.matrix_keys:
+                layer = CachedLayer(self, key)
+                if m.alpha_form == "linear":
+                    out.slope[key] = m.layer_fn(layer, alpha=1.0, **params).cpu()
+                elif m.alpha_form == "affine":
+                    f0 = m.layer_fn(layer, alpha=0.0, **params)
+                    out.constant[key] = f0.cpu()
+                    out.slope[key] = (m.layer_fn(layer, alpha=1.0, **params) - f0).cpu()
+                else:
+                    out.constant[key] = m.layer_fn(layer, alpha=1.0, **params).cpu()
+            else:
+                stacked = ts.task_matrices(key)
+                if m.non_matrix == "mean":
+                    out.constant[key] = merge_non_matrix("mean", stacked, 1.0)
+                else:
+                    out.slope[key] = merge_non_matrix(m.non_matrix, stacked, 1.0)
+        progress(n_keys, n_keys, f"{m.display_name}: done")
+        return out
+
+    def merge(
+        self,
+        method: str | Method,
+        *,
+        alpha: float | None = None,
+        progress: Progress | None = None,
+        out: dict[str, Tensor] | None = None,
+        **params: Any,
+    ) -> dict[str, Tensor]:
+        """Merged state dict θ₀ + Δ_method(α) with every key of the base model (integer buffers copied).
+
+        ``alpha=None`` takes the method's paper default. Pass ``out`` (a previous result of the same shapes) to
+        write in place: an alpha-only change is then one fused multiply-add per tensor with no allocation.
+        """
+        if alpha is not None:
+            params["alpha"] = alpha
+        delta, alpha_value = self.merged_delta(method, progress=progress, **params)
+        return self.materialise(delta, alpha_value, out=out)
+
+    def materialise(self, delta: MergedDelta, alpha: float, *, out: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """θ₀ + c0 + α·c1 for every key, into ``out`` when given."""
+        base = self.taskset.base
+        result: dict[str, Tensor] = out if out is not None else {}
+        for key, value in base.items():
+            if key not in self.taskset.keys:
+                result[key] = value
+                continue
+            target = result.get(key) if out is not None else None
+            slope, constant = delta.slope.get(key), delta.constant.get(key)
+            ref = value.to(slope.dtype if slope is not None else torch.float32)
+            if target is None or target.shape != value.shape:
+                target = torch.empty(value.shape, dtype=ref.dtype)
+            if slope is not None:
+                torch.add(ref, slope, alpha=alpha, out=target)
+            else:
+                target.copy_(ref)
+            if constant is not None:
+                target.add_(constant)
+            result[key] = target if value.dtype == target.dtype else target.to(value.dtype)
+        return result
+
+    def compress(self, task: str | int, *, k_frac: float = 0.1, progress: Progress | None = None) -> dict[str, Tensor]:
+        """TSV-C model of one task (TSV Eq. 7): θ₀ + top-k reconstruction of its Δ in every matrix layer and
+        its full Δ elsewhere (the task is known, so nothing else changes)."""
+        progress = progress or _noop
+        ts = self.taskset
+        t = ts.task_index(task)
+        get_method("tsv_c").resolve_params({"k_frac": k_frac})
+        result: dict[str, Tensor] = {}
+        for i, (key, value) in enumerate(ts.base.items()):
+            if key in ts.matrix_keys:
+                delta = tsv_c(CachedLayer(self, key), task=t, k_frac=k_frac).cpu()
+            elif key in ts.keys:
+                delta = ts.task_matrix(t, key)
+            else:
+                result[key] = value
+                continue
+            result[key] = (value.to(delta.dtype) + delta).to(value.dtype)
+            progress(i + 1, len(ts.base), f"TSV-C {ts.task_names[t]}: {key}")
+        return result
+
+    def finetuned(self, task: str | int) -> Mapping[str, Tensor]:
+        return self.taskset.finetuned[self.taskset.task_names[self.taskset.task_index(task)]]
+
+    def zeroshot(self) -> Mapping[str, Tensor]:
+        return self.taskset.base

@@ -1,0 +1,204 @@
+"""TaskSet: a base state dict and T fine-tuned ones, seen as per-parameter task vectors Δ_t = θ_t − θ₀.
+
+Tensors are read per key and only when needed, so state dicts may be lazy mappings (memory-mapped safetensors)
+and a ViT-L/14 × 20 pool never has to sit in RAM at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Callable, Iterator, Mapping
+
+import torch
+from torch import Tensor
+
+from spectral.errors import (
+    DtypeMismatchError,
+    EmptyTaskSetError,
+    MissingKeyError,
+    NonFiniteError,
+    ShapeMismatchError,
+)
+
+log = logging.getLogger(__name__)
+
+MatrixFilter = Callable[[str, Tensor], bool]
+
+_NOT_MATRICES = ("text_projection", "token_embedding")
+
+
+def default_matrix_filter(key: str, tensor: Tensor) -> bool:
+    """2-D weights of the image tower: attention in_proj/out_proj, MLP c_fc/c_proj, positional_embedding and proj,
+    as in the TSV and Iso code (DESIGN.md §4). text_projection and everything not 2-D (conv1, LayerNorms, biases,
+    class_embedding, logit_scale) are merged as plain vectors."""
+    return tensor.ndim == 2 and not any(part in key for part in _NOT_MATRICES)
+
+
+_ATTN_MLP = re.compile(r"(attn\.in_proj_weight|attn\.out_proj\.weight|mlp\.c_fc\.weight|mlp\.c_proj\.weight)$")
+
+
+def attn_mlp_filter(key: str, tensor: Tensor) -> bool:
+    """Only the attention and MLP weight matrices (what AdaRank's code masks)."""
+    return tensor.ndim == 2 and bool(_ATTN_MLP.search(key))
+
+
+MATRIX_FILTERS: dict[str, MatrixFilter] = {"default": default_matrix_filter, "attn_mlp": attn_mlp_filter}
+
+
+def layer_kind(key: str) -> str:
+    """Short kind of a parameter for plots: 'in_proj', 'out_proj', 'c_fc', 'c_proj', or the last name part."""
+    for kind in ("in_proj", "out_proj", "c_fc", "c_proj"):
+        if kind in key:
+            return kind
+    return key.rsplit(".", 1)[-1]
+
+
+def block_index(key: str) -> int | None:
+    """Transformer block number of a key (``...resblocks.7...`` → 7), None outside the blocks."""
+    match = re.search(r"resblocks\.(\d+)\.", key)
+    return int(match.group(1)) if match else None
+
+
+class TaskSet:
+    """Base weights and T fine-tuned models of one architecture, validated up front.
+
+    ``base`` and every ``finetuned[task]`` map parameter names to tensors (possibly lazily). Floating-point
+    parameters present in the base must be present, with the same shape and dtype, in every fine-tuned model;
+    integer buffers are carried over from the base unchanged. Fine-tuned keys absent from the base are an error.
+    """
+
+    def __init__(
+        self,
+        base: Mapping[str, Tensor],
+        finetuned: Mapping[str, Mapping[str, Tensor]],
+        *,
+        matrix_filter: MatrixFilter | str = "default",
+        name: str = "",
+        validate: bool = True,
+    ) -> None:
+        if len(finetuned) == 0:
+            raise EmptyTaskSetError("a TaskSet needs at least one fine-tuned model (T = 0 given)")
+        self.name = name
+        self.base = base
+        self.finetuned = finetuned
+        self.task_names: list[str] = list(finetuned)
+        self.matrix_filter: MatrixFilter = (
+            MATRIX_FILTERS[matrix_filter] if isinstance(matrix_filter, str) else matrix_filter
+        )
+        self.keys: list[str] = [k for k, v in base.items() if torch.is_floating_point(v)]
+        self.matrix_keys: list[str] = [k for k in self.keys if self.matrix_filter(k, base[k])]
+        matrix_set = set(self.matrix_keys)
+        self.other_keys: list[str] = [k for k in self.keys if k not in matrix_set]
+        self._hashes: dict[tuple[int, str], str] = {}
+        if validate:
+            self.validate()
+
+    @classmethod
+    def from_pool(cls, pool: object, **kwargs: object) -> "TaskSet":
+        """TaskSet of a :class:`spectral.pool.ModelPool` (base and fine-tuned image towers)."""
+        base = pool.base_state_dict()  # type: ignore[attr-defined]
+        finetuned = {t: pool.finetuned_state_dict(t) for t in pool.task_names}  # type: ignore[attr-defined]
+        kwargs.setdefault("name", getattr(pool, "name", ""))
+        return cls(base, finetuned, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    def validate(self) -> None:
+        """Raise a named error for missing keys, shape or dtype mismatches and non-finite values."""
+        base_keys = set(self.base)
+        for key in self.keys:
+            if not torch.isfinite(self.base[key]).all():
+                raise NonFiniteError(f"base model: parameter {key!r} contains NaN or Inf")
+        for task, state in self.finetuned.items():
+            extra = sorted(set(state) - base_keys)
+            if extra:
+                raise MissingKeyError(
+                    f"task {task!r}: {len(extra)} parameter(s) not in the base model, e.g. {extra[:3]}"
+                )
+            for key in self.keys:
+                if key not in state:
+                    raise MissingKeyError(f"task {task!r}: parameter {key!r} of the base model is missing")
+                tensor, ref = state[key], self.base[key]
+                if tuple(tensor.shape) != tuple(ref.shape):
+                    raise ShapeMismatchError(
+                        f"task {task!r}: parameter {key!r} has shape {tuple(tensor.shape)}, "
+                        f"the base model has {tuple(ref.shape)}"
+                    )
+                if tensor.dtype != ref.dtype:
+                    raise DtypeMismatchError(
+                        f"task {task!r}: parameter {key!r} is {tensor.dtype}, the base model's is {ref.dtype}; "
+                        "convert the checkpoints to one dtype"
+                    )
+                if not torch.isfinite(tensor).all():
+                    raise NonFiniteError(f"task {task!r}: parameter {key!r} contains NaN or Inf")
+
+    def task_index(self, task: str | int) -> int:
+        if isinstance(task, int):
+            if not 0 <= task < self.num_tasks:
+                raise IndexError(f"task index {task} out of range for {self.num_tasks} tasks")
+            return task
+        try:
+            return self.task_names.index(task)
+        except ValueError:
+            raise MissingKeyError(f"no task named {task!r}; tasks are {self.task_names}") from None
+
+    def task_matrix(self, task: str | int, key: str) -> Tensor:
+        """Δ_t for one task and key, in float32 (float64 checkpoints stay float64)."""
+        t = self.task_index(task)
+        ft = self.finetuned[self.task_names[t]][key]
+        delta = ft.to(torch.float64 if ft.dtype == torch.float64 else torch.float32) - self.base[key]
+        return delta
+
+    def task_matrices(self, key: str) -> Tensor:
+        """Stacked (T, ...) task vectors of one parameter."""
+        if key not in self.base:
+            raise MissingKeyError(f"parameter {key!r} is not in the base model")
+        return torch.stack([self.task_matrix(t, key) for t in range(self.num_tasks)])
+
+    def iter_task_vectors(self) -> Iterator[tuple[str, Tensor]]:
+        """(key, stacked Δ) for every floating-point parameter, one at a time."""
+        for key in self.keys:
+            yield key, self.task_matrices(key)
+
+    def lazy_task_vectors(self) -> Mapping[str, Tensor]:
+        """A read-only mapping key → stacked Δ that computes each entry on access (for whole-model methods)."""
+        return _LazyTaskVectors(self)
+
+    def matrix_hash(self, task: str | int, key: str) -> str:
+        """SHA-256 of a task matrix's content (shape, dtype and bytes): the SVD cache key."""
+        t = self.task_index(task)
+        if (t, key) not in self._hashes:
+            self._hashes[(t, key)] = content_hash(self.task_matrix(t, key))
+        return self._hashes[(t, key)]
+
+
+class _LazyTaskVectors(Mapping[str, Tensor]):
+    def __init__(self, taskset: TaskSet) -> None:
+        self._ts = taskset
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self._ts.task_matrices(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ts.keys)
+
+    def __len__(self) -> int:
+        return len(self._ts.keys)
+
+
+def content_hash(tensor: Tensor) -> str:
+    """SHA-256 over dtype, shape and raw bytes of a tensor (contiguous CPU copy if needed)."""
+    t = tensor.detach().contiguous().cpu()
+    h = hashlib.sha256()
+    h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    if t.numel():
+        h.update(memoryview(t.view(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
+def combine_hashes(tag: str, hashes: list[str]) -> str:
+    """Key of a factorisation derived from several task matrices (e.g. the SVD of their sum)."""
+    return hashlib.sha256((tag + ":" + ",".join(hashes)).encode()).hexdigest()

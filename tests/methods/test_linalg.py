@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from spectral import linalg
+from spectral.errors import ShapeMismatchError
+
+SHAPES = [(12, 7), (7, 12), (9, 9)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_thin_svd_reconstructs_and_is_orthonormal(shape):
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    U, S, V = linalg.thin_svd(x)
+    r = min(shape)
+    assert U.shape == (4, shape[0], r) and S.shape == (4, r) and V.shape == (4, shape[1], r)
+    torch.testing.assert_close(linalg.reconstruct(U, S, V), x)
+    eye = torch.eye(r, dtype=x.dtype).expand(4, r, r)
+    torch.testing.assert_close(U.mT @ U, eye)
+    torch.testing.assert_close(V.mT @ V, eye)
+    assert (S[:, :-1] >= S[:, 1:]).all()
+
+
+def test_thin_svd_rejects_vectors():
+    with pytest.raises(ShapeMismatchError, match=r"\(5,\)"):
+        linalg.thin_svd(torch.randn(5))
+
+
+def test_truncation_is_the_best_rank_k_approximation():
+    x = torch.randn(10, 8, dtype=torch.float64)
+    U, S, V = linalg.thin_svd(x)
+    approx = linalg.reconstruct(*linalg.truncate(U, S, V, 3))
+    # Eckart–Young: the Frobenius error is the norm of the discarded singular values
+    assert torch.isclose(torch.linalg.norm(x - approx), S[3:].norm())
+    assert torch.linalg.matrix_rank(approx) == 3
+
+
+@pytest.mark.parametrize("frac,r,expected", [(0.125, 768, 96), (0.0, 10, 1), (1.0, 10, 10), (0.33, 7, 2)])
+def test_rank_from_fraction(frac, r, expected):
+    assert linalg.rank_from_fraction(frac, r) == expected
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (20, 20)])
+def test_polar_factor_is_orthonormal_and_equals_whitening(shape):
+    x = torch.randn(*shape)
+    p = linalg.polar_factor(x)
+    torch.testing.assert_close(p.T @ p, torch.eye(shape[1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(linalg.whiten(x), p, atol=1e-5, rtol=1e-4)  # TSV Prop. 4.1
+    # Procrustes: no matrix with orthonormal columns is closer to x (compare with a random one)
+    q = torch.linalg.qr(torch.randn(*shape))[0]
+    assert torch.linalg.norm(x - p) <= torch.linalg.norm(x - q)
+
+
+def test_polar_factor_of_orthonormal_columns_is_identity_map():
+    q = torch.linalg.qr(torch.randn(15, 6, dtype=torch.float64))[0]
+    torch.testing.assert_close(linalg.polar_factor(q), q)
+
+
+def test_polar_factor_wide_has_orthonormal_rows():
+    x = torch.randn(4, 9)  # more columns than rows: T·k > r
+    p = linalg.polar_factor(x)
+    torch.testing.assert_close(p @ p.T, torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_svd_of_factored_matches_dense():
+    left = torch.randn(15, 4, dtype=torch.float64)
+    right = torch.linalg.qr(torch.randn(9, 4, dtype=torch.float64))[0]
+    P, D, Q = linalg.svd_of_factored(left, right)
+    dense = left @ right.T
+    torch.testing.assert_close(D, torch.linalg.svdvals(dense)[:4])
+    torch.testing.assert_close(linalg.reconstruct(P, D, Q), dense)
+    torch.testing.assert_close(Q.T @ Q, torch.eye(4, dtype=torch.float64))
+
+
+def test_numerical_rank():
+    x = torch.randn(10, 3, dtype=torch.float64) @ torch.randn(3, 8, dtype=torch.float64)
+    assert linalg.numerical_rank(torch.linalg.svdvals(x), (10, 8)) == 3
+    assert linalg.numerical_rank(torch.zeros(4), (4, 4)) == 0
+
+
+def test_resolve_device():
+    assert linalg.resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert linalg.resolve_device("auto").type == expected
+    with pytest.raises(ValueError):
+        linalg.orthogonalise(torch.eye(3), "gram-schmidt")
