@@ -198,6 +198,8 @@ class Engine:
     def resolve(self, method: str | Method, params: Mapping[str, Any]) -> tuple[Method, float, dict[str, Any]]:
         """(method, alpha, other params) with defaults filled and ranges checked."""
         m = get_method(method) if isinstance(method, str) else method
+        if "alpha" not in m.param_names:  # e.g. weight averaging: accepted everywhere, ignored there
+            params = {k: v for k, v in params.items() if k != "alpha"}
         resolved = m.resolve_params(params, self.taskset.num_tasks)
         alpha = float(resolved.pop("alpha", 1.0))
         return m, alpha, resolved

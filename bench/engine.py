@@ -1,0 +1,169 @@
+"""Benchmark of the merge engine against reference-style recomputation, measured in the same run.
+
+Workload (issue 2): random low-rank task matrices with the ViT-B/32 image-tower shapes — 12 blocks of
+in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus positional_embedding 50×768 and proj
+768×512 — for 8 tasks. Prints one ``name: value`` line per figure:
+
+    cache_build_over_bare_svd      cache build / bare batched torch.linalg.svd of the same matrices  (goal ≤ 1.15)
+    recompute_over_warm_load       recomputing every SVD / a fresh engine loading them from cache/   (goal ≥ 20)
+    tsv_m_recompute_over_cached    TSV-M at a new k_frac, reference-style recompute / engine          (goal ≥ 10)
+    iso_cts_recompute_over_cached  Iso-CTS at a new common_frac, same                                  (goal ≥ 10)
+    alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
+
+``--full-rank`` adds small isotropic noise so every task matrix has full numerical rank (as real fine-tuning
+deltas do); ``--blocks``/``--tasks`` shrink the workload for a smoke run.
+
+    python bench/engine.py [--blocks 12] [--tasks 8] [--rank 32] [--full-rank]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spectral.cache import SVDCache  # noqa: E402
+from spectral.engine import Engine  # noqa: E402
+from spectral.methods.iso import iso_cts_sizes  # noqa: E402
+from spectral.taskset import TaskSet  # noqa: E402
+
+
+def vit_b32_shapes(blocks: int) -> dict[str, tuple[int, int]]:
+    shapes = {"visual.positional_embedding": (50, 768), "visual.proj": (768, 512)}
+    for b in range(blocks):
+        p = f"visual.transformer.resblocks.{b}."
+        shapes[p + "attn.in_proj_weight"] = (2304, 768)
+        shapes[p + "attn.out_proj.weight"] = (768, 768)
+        shapes[p + "mlp.c_fc.weight"] = (3072, 768)
+        shapes[p + "mlp.c_proj.weight"] = (768, 3072)
+    return shapes
+
+
+def make_taskset(blocks: int, tasks: int, rank: int, full_rank: bool, seed: int = 0) -> TaskSet:
+    g = torch.Generator().manual_seed(seed)
+    shapes = vit_b32_shapes(blocks)
+    base = {k: torch.randn(*s, generator=g) * 0.02 for k, s in shapes.items()}
+    finetuned = {}
+    for t in range(tasks):
+        sd = {}
+        for k, (m, n) in shapes.items():
+            rho = min(rank, m, n)
+            delta = (torch.randn(m, rho, generator=g) @ torch.randn(rho, n, generator=g)) * (1e-3 / rho**0.5)
+            if full_rank:
+                delta += torch.randn(m, n, generator=g) * 1e-5
+            sd[k] = base[k] + delta
+        finetuned[f"task{t}"] = sd
+    return TaskSet(base, finetuned, name="bench")
+
+
+def timed(fn, repeat: int = 1) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bare_svd(ts: TaskSet) -> None:
+    """What a user without the engine does: one batched torch.linalg.svd per layer over the T task matrices."""
+    for key in ts.matrix_keys:
+        torch.linalg.svd(ts.task_matrices(key), full_matrices=False)
+
+
+def polar(x: torch.Tensor) -> torch.Tensor:
+    P, _, Qh = torch.linalg.svd(x, full_matrices=False)
+    return P @ Qh
+
+
+def reference_tsv_m(ts: TaskSet, k_frac: float, alpha: float = 1.0) -> None:
+    """TSV-M as the reference code runs it: every task's SVD recomputed, then Procrustes by SVD."""
+    for key in ts.matrix_keys:
+        tm = ts.task_matrices(key)
+        U, S, Vh = torch.linalg.svd(tm, full_matrices=False)
+        k = max(1, int(k_frac * S.shape[-1]))
+        U_cat = U[:, :, :k].permute(1, 0, 2).reshape(U.shape[1], -1)
+        V_cat = Vh[:, :k, :].permute(2, 0, 1).reshape(Vh.shape[2], -1)
+        _ = alpha * (polar(U_cat) * S[:, :k].reshape(-1)) @ polar(V_cat).T
+
+
+def reference_iso_cts(ts: TaskSet, common_frac: float, alpha: float = 1.5) -> None:
+    """Iso-CTS as the reference code runs it: SVD of the sum, of every residual, and both polar factors."""
+    for key in ts.matrix_keys:
+        tm = ts.task_matrices(key)
+        U, S, Vh = torch.linalg.svd(tm.sum(0), full_matrices=False)
+        r = S.shape[0]
+        k, s = iso_cts_sizes(r, tm.shape[0], common_frac)
+        Us, Ss, Vs = [U[:, :k]], [S[:k]], [Vh[:k].T]
+        for d in tm:
+            resid = d - U[:, :k] @ (U[:, :k].T @ d)
+            Ut, St, Vht = torch.linalg.svd(resid, full_matrices=False)
+            Us.append(Ut[:, :s]); Ss.append(St[:s]); Vs.append(Vht[:s].T)
+        sigma_bar = torch.cat(Ss).sum() / r
+        _ = alpha * sigma_bar * polar(torch.cat(Us, 1)) @ polar(torch.cat(Vs, 1)).T
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=12)
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=32, help="rank of each random task matrix")
+    parser.add_argument("--full-rank", action="store_true", help="add noise: every task matrix full rank")
+    parser.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed afterwards")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    ts = make_taskset(args.blocks, args.tasks, args.rank, args.full_rank)
+    n_mat = len(ts.matrix_keys) * ts.num_tasks
+    print(f"# workload: {n_mat} task matrices ({len(ts.matrix_keys)} layers × {ts.num_tasks} tasks), "
+          f"rank {'full' if args.full_rank else args.rank}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    with tempfile.TemporaryDirectory(dir=args.cache_dir) as tmp:
+        memory = 12 << 30
+
+        t_bare = timed(lambda: bare_svd(ts))
+        engine = Engine(ts, cache=SVDCache(tmp, memory_bytes=memory), device="cpu")
+        t_build = timed(engine.build_cache)
+        print(f"# bare batched SVD {t_bare:.2f} s, cache build {t_build:.2f} s", flush=True)
+        print(f"cache_build_over_bare_svd: {t_build / t_bare:.3f}", flush=True)
+
+        def warm_load() -> None:
+            fresh = Engine(TaskSet(ts.base, ts.finetuned, validate=False), cache=SVDCache(tmp, memory_bytes=memory),
+                           device="cpu")
+            for key in fresh.taskset.matrix_keys:
+                fresh.task_factors(key)
+
+        t_warm = timed(warm_load)
+        print(f"# warm load (hash + read every factor) {t_warm:.2f} s", flush=True)
+        print(f"recompute_over_warm_load: {t_bare / t_warm:.1f}", flush=True)
+
+        T = ts.num_tasks
+        engine.merge("tsv_m", k_frac=1.0 / T)  # warm the engine on the default, then move the slider
+        new_k = 0.5 / T
+        t_ref = timed(lambda: reference_tsv_m(ts, new_k))
+        t_eng = timed(lambda: engine.merge("tsv_m", k_frac=new_k))
+        print(f"# TSV-M k_frac={new_k:.4f}: reference {t_ref:.2f} s, engine {t_eng:.3f} s", flush=True)
+        print(f"tsv_m_recompute_over_cached: {t_ref / t_eng:.1f}", flush=True)
+
+        engine.merge("iso_cts", common_frac=0.8)
+        new_cf = 0.2
+        t_ref = timed(lambda: reference_iso_cts(ts, new_cf))
+        t_eng = timed(lambda: engine.merge("iso_cts", common_frac=new_cf))
+        print(f"# Iso-CTS common_frac={new_cf}: reference {t_ref:.2f} s, engine {t_eng:.3f} s", flush=True)
+        print(f"iso_cts_recompute_over_cached: {t_ref / t_eng:.1f}", flush=True)
+
+        merged = engine.merge("tsv_m", k_frac=new_k, alpha=1.0)
+        alphas = iter([0.5 + 0.05 * i for i in range(1000)])
+        t_alpha = timed(lambda: engine.merge("tsv_m", k_frac=new_k, alpha=next(alphas), out=merged), repeat=9)
+        print(f"alpha_change_ms: {t_alpha * 1000:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
