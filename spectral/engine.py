@@ -9,6 +9,7 @@ tensor (methods declare whether they are linear or affine in alpha).
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -103,6 +104,9 @@ class Engine:
         self.batch_bytes = batch_bytes
         self.merges_kept = merges_kept
         self._merges: OrderedDict[tuple[Any, ...], MergedDelta] = OrderedDict()
+        # One engine may serve several dashboard sessions (threads): merges and cache builds are serialised so
+        # two sessions asking for the same merge compute it once and never see a half-filled entry.
+        self._lock = threading.RLock()
 
     # -- factors ------------------------------------------------------------------------------------------
     def task_factors(self, key: str) -> linalg.SVD:
@@ -159,7 +163,10 @@ class Engine:
         Missing matrices are grouped by shape and decomposed in batches of at most ``batch_bytes`` input;
         the previous batch is written to disk by a background thread while the next one is decomposed.
         """
-        progress = progress or _noop
+        with self._lock:
+            return self._build_cache(keys, progress or _noop)
+
+    def _build_cache(self, keys: list[str] | None, progress: Progress) -> int:
         ts = self.taskset
         keys = keys if keys is not None else ts.matrix_keys
         by_shape: dict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
@@ -212,14 +219,15 @@ class Engine:
         if m.kind != "merge":
             raise ValueError(f"{m.name} is a compression method: use Engine.compress")
         memo_key = (m.name, tuple(sorted(rest.items())))
-        if memo_key in self._merges:
-            self._merges.move_to_end(memo_key)
-            return self._merges[memo_key], alpha
-        delta = self._compute_delta(m, rest, progress or _noop)
-        self._merges[memo_key] = delta
-        while len(self._merges) > self.merges_kept:
-            self._merges.popitem(last=False)
-        return delta, alpha
+        with self._lock:
+            if memo_key in self._merges:
+                self._merges.move_to_end(memo_key)
+                return self._merges[memo_key], alpha
+            delta = self._compute_delta(m, rest, progress or _noop)
+            self._merges[memo_key] = delta
+            while len(self._merges) > self.merges_kept:
+                self._merges.popitem(last=False)
+            return delta, alpha
 
     def _compute_delta(self, m: Method, params: dict[str, Any], progress: Progress) -> MergedDelta:
         ts = self.taskset
