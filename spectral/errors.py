@@ -48,10 +48,6 @@ class ParameterError(SpectralError, ValueError):
     """A method parameter is unknown or outside its declared range."""
 
 
-class CacheError(SpectralError, OSError):
-    """An SVD cache entry is unreadable or inconsistent."""
-
-
 class CheckpointError(SpectralError, ValueError):
     """A checkpoint file cannot be read, or is of an unsupported format or architecture."""
 
