@@ -68,31 +68,14 @@ def load_taskset(args: argparse.Namespace):
     if getattr(args, "base", None):
         if not args.finetuned:
             raise SpectralError("--base needs at least one --finetuned checkpoint")
-        base = load_state_dict(args.base)
-        finetuned = {Path(p).stem: load_state_dict(p) for p in args.finetuned}
+        from spectral.checkpoints import load_checkpoint
+
+        base = load_checkpoint(args.base, trust_pickle=args.trust_pickle).visual
+        finetuned = {Path(p).stem: load_checkpoint(p, trust_pickle=args.trust_pickle).visual for p in args.finetuned}
         return TaskSet(base, finetuned, matrix_filter=args.matrix_filter, name=str(args.base))
     if not getattr(args, "pool", None):
         raise SpectralError("give a model pool with --pool (zoo-8, a pool YAML or a folder) or --base/--finetuned")
     return TaskSet.from_pool(open_pool(args.pool, trust_pickle=args.trust_pickle), matrix_filter=args.matrix_filter)
-
-
-def load_state_dict(path: str | Path) -> dict[str, Any]:
-    """A plain state dict from .safetensors, or from .pt/.pth without unpickling arbitrary objects."""
-    import torch
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
-        raise SpectralError(f"{path}: not a plain tensor state dict ({err})") from err
-    if not isinstance(state, dict):
-        raise SpectralError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state
 
 
 def open_pool(spec: str, *, trust_pickle: bool = False):

@@ -54,3 +54,30 @@ class CheckpointError(SpectralError, ValueError):
 
 class UntrustedPickleError(CheckpointError):
     """A pickled checkpoint was refused because loading it was not explicitly trusted."""
+
+
+class TruncatedCheckpointError(CheckpointError):
+    """A checkpoint file ends before its declared content (interrupted download or copy)."""
+
+
+class UnsupportedArchitectureError(CheckpointError):
+    """The image tower's shapes match none of open_clip's ViT configurations."""
+
+
+class ArchitectureMismatchError(CheckpointError):
+    """Two checkpoints of one pool (base and a task, or a checkpoint and the declared architecture) disagree."""
+
+
+class UnsafePickleError(CheckpointError):
+    """A trusted pickle still referenced a global outside the loader's allow-list (e.g. ``os.system``)."""
+
+
+class PoolConfigError(CheckpointError):
+    """A pool description (YAML file or directory layout) is malformed or incomplete."""
+
+
+class MissingTaskError(PoolConfigError, MissingKeyError):
+    """A task is named but its checkpoint (or the task itself) is not there."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

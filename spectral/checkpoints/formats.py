@@ -1,0 +1,295 @@
+"""Reading checkpoint files of every supported format into canonical weights.
+
+Formats (detected from the file, not its name):
+
+=====================  ============================================================  =================
+format                 what the file holds                                           needs trust
+=====================  ============================================================  =================
+``open_clip``          open_clip ``CLIP.state_dict()`` (.pt/.pth/.bin or .safetensors)  no
+``state_dict``         the same under a prefix (tall_masks / task_vectors             no
+                       ``ImageEncoder.state_dict()``: ``model.visual.*``), or a bare
+                       ``VisionTransformer`` state dict
+``hf``                 Hugging Face ``CLIPVisionModel`` / ``CLIPModel`` weights        no
+                       (.safetensors or pytorch_model.bin, or a folder holding one)
+``pickle``             a whole pickled module: task_vectors ``src.modeling.ImageEncoder``  yes
+                       (old open_clip class names included), or an open_clip CLIP
+=====================  ============================================================  =================
+
+Tensors stay on disk until used: safetensors files and zip-format ``torch.save`` files are memory-mapped
+(copy-on-write), so a pool of twenty ViT-L/14 checkpoints costs address space, not RAM.
+"""
+from __future__ import annotations
+
+import json
+import re
+import logging
+import mmap
+import os
+import pickle
+import struct
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spectral.checkpoints.errors import (
+    TRUST_HINT,
+    CheckpointError,
+    TruncatedCheckpointError,
+    UnsafePickleError,
+    UntrustedPickleError,
+)
+from spectral.checkpoints.keymap import CanonicalWeights, canonicalize
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LoadedCheckpoint",
+    "load_checkpoint",
+    "read_object",
+    "read_safetensors",
+    "resolve_checkpoint_file",
+]
+
+_ST_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
+    if hasattr(torch, _attr):
+        _ST_DTYPES[_name] = getattr(torch, _attr)
+
+_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
+                    "open_clip_pytorch_model.bin")
+
+
+@dataclass
+class LoadedCheckpoint:
+    """One checkpoint file, read: canonical image-tower weights, the open_clip text tower when present."""
+
+    path: Path
+    format: str  # "open_clip" | "state_dict" | "hf" | "pickle"
+    visual: Mapping[str, Tensor]
+    text: dict[str, Tensor] | None = None
+    layout: str = ""
+    #: for pickles: the class name of the top object (e.g. "src.modeling.ImageEncoder")
+    object_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def openai_derived(self) -> bool:
+        """Formats that by construction hold fine-tunes of OpenAI's CLIP (QuickGELU)."""
+        return self.format in ("hf", "pickle") or self.layout.startswith("prefixed:model.")
+
+
+def resolve_checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint path, or a folder holding one of the usual weight files (HF model folders)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in _HF_WEIGHT_FILES:
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p}: a folder without a weight file ({', '.join(_HF_WEIGHT_FILES)})")
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    return p
+
+
+# --- safetensors, memory-mapped ---------------------------------------------------------------------------------
+
+def _is_safetensors(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n < 100_000_000 and head[8:9] == b"{"
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """All tensors of a safetensors file as copy-on-write memory maps (nothing read until used).
+
+    Validates the header against the file size, so a truncated file raises TruncatedCheckpointError."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise TruncatedCheckpointError(f"{path}: {size} bytes, too short for a safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if 8 + n > size:
+            raise TruncatedCheckpointError(
+                f"{path}: safetensors header declares {n} bytes but the file has {size} bytes in all (truncated)"
+            )
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: unreadable safetensors header ({exc})") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+        header.pop("__metadata__", None)
+        data_start = 8 + n
+        end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+        if data_start + end > size:
+            raise TruncatedCheckpointError(
+                f"{path}: tensors end at byte {data_start + end} but the file has {size} bytes (truncated)"
+            )
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
+    out: dict[str, Tensor] = {}
+    for key, info in header.items():
+        try:
+            dtype = _ST_DTYPES[info["dtype"]]
+        except KeyError:
+            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {info.get('dtype')!r}") from None
+        shape = tuple(int(s) for s in info["shape"])
+        begin, stop = (int(x) for x in info["data_offsets"])
+        count = stop - begin
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        numel = 1
+        for s in shape:
+            numel *= s
+        if count != numel * itemsize:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} declares shape {shape} ({info['dtype']}) but {count} bytes"
+            )
+        if numel == 0:
+            out[key] = torch.empty(shape, dtype=dtype)
+            continue
+        out[key] = torch.frombuffer(mm, dtype=dtype, count=numel, offset=data_start + begin).view(shape)
+    return out
+
+
+# --- torch.save files -------------------------------------------------------------------------------------------
+
+def _looks_truncated_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return magic == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+
+
+def _torch_load(path: Path, *, weights_only: bool, pickle_module: Any = None) -> Any:
+    kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": weights_only}
+    if pickle_module is not None:
+        kwargs["pickle_module"] = pickle_module
+    if zipfile.is_zipfile(path):
+        kwargs["mmap"] = True
+    with warnings.catch_warnings():
+        # legacy-format pickles of modules: torch compares their saved source with classes we never import
+        warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
+        warnings.filterwarnings("ignore", message=".*source code of class.*has changed")
+        return torch.load(path, **kwargs)
+
+
+def _is_weights_only_refusal(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, pickle.UnpicklingError) and (
+        "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text
+    )
+
+
+def read_object(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
+    """The object stored in a checkpoint file: a dict of tensors for state dicts (safetensors or torch.save),
+    or, for pickled modules, the module rebuilt through the restricted unpickler (only with trust)."""
+    path = resolve_checkpoint_file(path)
+    if path.stat().st_size == 0:
+        raise TruncatedCheckpointError(f"{path}: empty file")
+    if _is_safetensors(path):
+        return read_safetensors(path)
+    if _looks_truncated_zip(path):
+        raise TruncatedCheckpointError(
+            f"{path}: a torch.save zip archive without its central directory (the file is truncated)"
+        )
+    try:
+        return _torch_load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - classified below
+        if not _is_weights_only_refusal(exc):
+            raise _read_error(path, exc) from None
+        refusal = exc
+    if not trust_pickle:
+        found = re.search(r"GLOBAL ([\w.]+)", str(refusal))
+        raise UntrustedPickleError(
+            f"{path} is a pickled Python object, not a plain state dict"
+            + (f" (it references {found.group(1)})" if found else "")
+            + f". {TRUST_HINT}"
+        )
+    from spectral.checkpoints import safe_pickle
+
+    try:
+        return _torch_load(path, weights_only=False, pickle_module=safe_pickle.pickle_module)
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}: {exc}") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _read_error(path, exc) from None
+
+
+def _read_error(path: Path, exc: BaseException) -> CheckpointError:
+    text = f"{type(exc).__name__}: {exc}"
+    truncated_markers = ("truncated", "EOF", "Ran out of input", "unexpected end", "failed finding central directory",
+                         "file not found", "PytorchStreamReader failed")
+    if isinstance(exc, EOFError) or any(m in text for m in truncated_markers):
+        return TruncatedCheckpointError(f"{path}: cannot be read to the end, the file looks truncated ({text})")
+    return CheckpointError(f"{path}: not a readable checkpoint ({text.splitlines()[0]})")
+
+
+# --- from objects to canonical weights --------------------------------------------------------------------------
+
+def _unwrap_state(obj: Any) -> Any:
+    """Common containers: {"state_dict": ...}, {"model": ...}, {"module": ...}."""
+    if isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+        for key in ("state_dict", "model_state_dict", "model", "module", "ema"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) or isinstance(inner, nn.Module):
+                return inner
+    return obj
+
+
+def _object_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadedCheckpoint:
+    """Read one model checkpoint of any supported format into canonical ``visual.*`` weights."""
+    file = resolve_checkpoint_file(path)
+    obj = _unwrap_state(read_object(file, trust_pickle=trust_pickle))
+    fmt: str
+    object_type = ""
+    if isinstance(obj, nn.Module):
+        object_type = getattr(type(obj), "__qualname__", type(obj).__name__)
+        try:
+            state = obj.state_dict()
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{file}: the pickled {object_type} has no readable state_dict ({exc})") from None
+        fmt = "pickle"
+        if isinstance(obj, nn.Linear) and not any(k.endswith("conv1.weight") for k in state):
+            raise CheckpointError(
+                f"{file} holds a classification head ({object_type}, weight {tuple(obj.weight.shape)}), not a model"
+            )
+    elif isinstance(obj, Mapping):
+        state = obj
+        fmt = ""
+    elif isinstance(obj, Tensor):
+        raise CheckpointError(f"{file} holds a single tensor of shape {tuple(obj.shape)}, not a model")
+    else:
+        raise CheckpointError(f"{file} holds a {_object_name(obj)}, not a model state dict")
+    weights: CanonicalWeights = canonicalize(state, str(file))
+    if not fmt:
+        if weights.layout == "hf":
+            fmt = "hf"
+        elif weights.layout == "open_clip":
+            fmt = "open_clip"
+        else:
+            fmt = "state_dict"
+    return LoadedCheckpoint(path=file, format=fmt, visual=weights.visual, text=weights.text, layout=weights.layout,
+                            object_type=object_type)
