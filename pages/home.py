@@ -1,15 +1,51 @@
-"""Overview page: what the library can do today (a placeholder until the dashboard pages land)."""
+"""Overview: the chosen pool, its tasks and layers, the SVD cache, the merging methods and where to go next."""
 from __future__ import annotations
 
 import streamlit as st
 
 import spectral
+from pages import _ui
+from spectral import analysis
 
 st.title("spectral")
-st.write("SVD-based model merging: TSV, Iso-C / Iso-CTS, CART, TIES, Consensus and baselines.")
+st.write(
+    "SVD-based model merging of CLIP ViTs: Task Singular Vectors (TSV-C, TSV-M), isotropic merging (Iso-C, Iso-CTS), "
+    "CART, TIES, Consensus and the baselines, over cached singular value decompositions. Browse the spectra of any "
+    "layer, measure task interference (STI) and subspace alignment (SAR), slide α, rank and common-subspace "
+    "fractions and watch the merged model respond, then export any figure for a paper."
+)
+
 rows = []
 for name in spectral.list_methods(kind=None):
     method = spectral.get_method(name)
     rows.append({"method": method.display_name, "name": name, "paper": method.paper,
                  "parameters": ", ".join(f"{p.name}={p.default}" for p in method.params)})
-st.dataframe(rows, hide_index=True, use_container_width=True)
+
+ws = _ui.workspace()
+assert ws.taskset is not None
+c1, c2, c3 = st.columns(3)
+c1.metric("Tasks", ws.taskset.num_tasks)
+c2.metric("Matrix layers", len(ws.taskset.matrix_keys))
+status = ws.cache_status()
+c3.metric("SVD cache", f"{status['cached']}/{status['total']}")
+st.subheader("Tasks")
+st.write(", ".join(f"`{t}`" for t in ws.task_names))
+with st.expander("Matrix layers (merged as matrices; everything else is merged as a vector)"):
+    st.dataframe(analysis.layers(ws.taskset), hide_index=True, width="stretch")
+
+st.subheader("Merging methods")
+st.dataframe(rows, hide_index=True, width="stretch")
+
+st.subheader("Pages")
+st.markdown(
+    "- **Task vectors**: per-layer norms, cosine similarity of the flattened task vectors, a summary table.\n"
+    "- **Spectra**: singular values of a layer for every task and for TA, Iso-C, Iso-CTS and TSV-M; energy and "
+    "effective rank; the Task Arithmetic → Iso-C interpolation (Iso Fig. 4a); a layer × task effective-rank map.\n"
+    "- **Interference**: STI per layer (TSV Fig. 6, 14), UᵀU / VᵀV blocks of one layer (TSV Fig. 3), STI before and "
+    "after TSV-M (TSV Fig. 8).\n"
+    "- **Alignment**: pairwise SAR_avg (Iso Fig. 3b) and SAR_avg against NAI (Iso Fig. 3a).\n"
+    "- **Merge lab**: sliders from each method's declared parameters, a live radar of per-task accuracy (TSV Fig. 4).\n"
+    "- **Sweeps**: rank fraction (TSV Fig. 2), α (Iso Fig. 8), common fraction (Iso Fig. 6), TSV Table 4 ablation.\n"
+    "- **Export**: every figure downloads as PDF, SVG, PNG (paper template), CSV and a settings YAML; "
+    "`python -m spectral figure settings.yaml -o figure.pdf` regenerates it headlessly."
+)

@@ -1,0 +1,47 @@
+"""Merge lab: pick methods, move the sliders built from each method's declared parameters (bound to the URL) and
+watch the merged models' per-dataset accuracy update as a radar (TSV Fig. 4), with a table of absolute and normalised
+accuracy and NAI (Iso Eq. 4)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui
+from spectral import analysis
+
+st.title("Merge lab")
+ws = _ui.workspace()
+T = len(ws.task_names)
+
+methods = st.multiselect("Methods", _ui.merge_methods(), default=["task_arithmetic", "tsv_m", "iso_cts"],
+                         key="ml_methods", format_func=_ui.display_name, bind="query-params", persist_state="session")
+
+
+@st.fragment
+def lab() -> None:
+    if not methods:
+        st.info("Choose at least one method.")
+        return
+    params = _ui.method_params(methods, T, "ml")
+    value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
+                     format_func=lambda v: "absolute accuracy (%)" if v == "accuracy" else "normalised accuracy",
+                     bind="query-params", persist_state="session")
+    left, right = st.columns([3, 2])
+    with left:
+        data = _ui.show_figure(ws, "radar", {"methods": methods, "params": params, "value": value}, key="radar",
+                               caption="Per-dataset accuracy of each merge against the zero-shot model and each "
+                                       "task's own fine-tuned model (TSV Fig. 4).")
+    with right:
+        if data is not None:
+            st.subheader("Mean over tasks")
+            summary = analysis.accuracy_summary(data.table)
+            st.dataframe(summary.style.format({"accuracy": "{:.2f}", "normalised": "{:.3f}", "nai": "{:.3f}"}),
+                         hide_index=True, width="stretch")
+            st.subheader("Per task")
+            wide = data.table.pivot(index="task", columns="model", values="accuracy")
+            wide = wide[list(dict.fromkeys(data.table.model))]
+            st.dataframe(wide.style.format("{:.1f}"), width="stretch")
+            _ui.table_download("Per-task table (CSV)", data.table, f"merge-lab-{ws.spec}.csv".replace("/", "_"),
+                               "dl_ml_table")
+
+
+lab()

@@ -1,0 +1,475 @@
+"""Session glue for the dashboard that is not Streamlit-specific: workspaces, background jobs, memoised results.
+
+A :class:`Workspace` is one model pool opened on one device: the pool, its :class:`~spectral.taskset.TaskSet`, its
+:class:`~spectral.engine.Engine`, evaluation of state dicts on every task, and a memo of computed results (figure
+data, accuracies). The app keeps one workspace per (pool, device) in ``st.cache_resource``, so every browser session
+shares it; everything here is thread-safe.
+
+Long work runs in a :class:`Job` (a background thread with a ``progress(i, n, text)`` callback): a page polls the
+job to draw a progress bar, and if the user switches pages meanwhile the job keeps running and its result lands in
+the memo, where the next visit finds it. Two sessions asking for the same result share one job.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, Hashable, Mapping, TypeVar
+
+from torch import Tensor
+
+from spectral.engine import Engine
+from spectral.errors import SpectralError
+from spectral.pool import ModelPool
+from spectral.taskset import TaskSet
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Progress = Callable[[int, int, str], None]
+
+#: the demo zoo's pools, offered first in the pool selector
+ZOO_POOLS: tuple[str, ...] = ("zoo-8", "zoo-14", "zoo-20")
+
+
+class PoolError(SpectralError):
+    """A pool spec cannot be opened (unknown name, unreadable YAML or folder, zoo not built)."""
+
+
+# -- pools ---------------------------------------------------------------------------------------------------------
+_POOL_FACTORIES: dict[str, Callable[[], ModelPool]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def register_pool(name: str, factory: Callable[[], ModelPool]) -> None:
+    """Make ``name`` openable as a pool spec (for extensions and tests); ``factory()`` returns the pool."""
+    with _POOL_LOCK:
+        _POOL_FACTORIES[name] = factory
+
+
+def registered_pools() -> list[str]:
+    _load_env_factories()
+    return sorted(_POOL_FACTORIES)
+
+
+_ENV_LOADED: set[str] = set()
+
+
+def _load_env_factories() -> None:
+    """``SPECTRAL_POOL_FACTORIES="name=module:callable,…"`` registers pools by import path (set by whoever starts
+    the server, e.g. the browser tests; never read from a page)."""
+    raw = os.environ.get("SPECTRAL_POOL_FACTORIES", "")
+    if not raw or raw in _ENV_LOADED:
+        return
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, target = item.partition("=")
+        module_name, _, attr = target.partition(":")
+        if not (name and module_name and attr):
+            log.warning("SPECTRAL_POOL_FACTORIES: ignoring %r (expected name=module:callable)", item)
+            continue
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            log.warning("SPECTRAL_POOL_FACTORIES: cannot import %s (%s)", target, err)
+            continue
+        register_pool(name, factory)
+    _ENV_LOADED.add(raw)
+
+
+_ZOO_SPEC = re.compile(r"^zoo-(\d+)(?:-s(\d+))?$")
+
+
+def is_zoo_spec(spec: str) -> bool:
+    return bool(_ZOO_SPEC.match(spec.strip()))
+
+
+def zoo_status(spec: str) -> str:
+    """"built", "missing" or "unavailable" (no zoo package in this installation) for a demo-zoo pool spec."""
+    match = _ZOO_SPEC.match(spec.strip())
+    if match is None:
+        return "unavailable"
+    try:
+        from spectral.zoo import is_built
+    except ImportError:
+        return "unavailable"
+    try:
+        return "built" if is_built(int(match.group(1)), seed=int(match.group(2) or 0)) else "missing"
+    except Exception:  # noqa: BLE001 - a broken manifest or unknown suite reads as "missing": opening explains
+        log.debug("checking the demo zoo %s", spec, exc_info=True)
+        return "missing"
+
+
+def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | None = None) -> ModelPool:
+    """Open a pool spec: a registered name, a demo zoo (``zoo-8``/``zoo-14``/``zoo-20``: built on first use, with
+    ``progress``), a pool YAML or a checkpoint folder. Errors are :class:`PoolError` naming the spec."""
+    spec = spec.strip()
+    if not spec:
+        raise PoolError("no pool given: choose a demo zoo or enter a pool YAML / checkpoint folder")
+    _load_env_factories()
+    if spec in _POOL_FACTORIES:
+        return _POOL_FACTORIES[spec]()
+    try:
+        if is_zoo_spec(spec):
+            try:
+                from spectral.zoo import open_zoo_pool
+            except ImportError as err:
+                raise PoolError(f"the demo zoo {spec!r} is not part of this installation") from err
+            return open_zoo_pool(spec, build=True, progress=progress)
+        from spectral.cli import open_pool as cli_open_pool
+
+        return cli_open_pool(spec, trust_pickle=trust_pickle)
+    except SpectralError as err:
+        if isinstance(err, PoolError) or spec in str(err):
+            raise
+        raise PoolError(f"cannot open pool {spec!r}: {err}") from err
+    except (FileNotFoundError, ImportError, OSError, ValueError, KeyError, TypeError) as err:
+        raise PoolError(f"cannot open pool {spec!r}: {err}") from err
+
+
+# -- threads -------------------------------------------------------------------------------------------------------
+def configure_torch_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads for an interactive process and return the count.
+
+    ``threads``, else ``$SPECTRAL_TORCH_THREADS``, else half the cores (at most 4, at least 1). The dashboard's
+    work is many small operations (one layer's merge, a 64-wide zoo model) from several sessions' threads at once;
+    with as many OpenMP threads as cores, threads spin-wait on each other and on other processes: on a shared
+    2-core machine one slider update of the Spectra page took 5 s with 2 threads and 20 ms with 1.
+    """
+    if threads is None:
+        env = os.environ.get("SPECTRAL_TORCH_THREADS", "").strip()
+        threads = int(env) if env else min(4, max(1, (os.cpu_count() or 2) // 2))
+    import torch
+
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+# -- jobs ----------------------------------------------------------------------------------------------------------
+class Job(Generic[T]):
+    """Work running in a background thread, with progress readable from any thread."""
+
+    def __init__(self, key: Hashable, label: str = "") -> None:
+        self.key = key
+        self.label = label
+        self.fraction = 0.0
+        self.text = "starting…"
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self._done = threading.Event()
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self.traceback = ""
+
+    @classmethod
+    def completed(cls, key: Hashable, value: T) -> "Job[T]":
+        job: Job[T] = cls(key)
+        job._result, job.fraction, job.text = value, 1.0, "done"
+        job.finished = job.started
+        job._done.set()
+        return job
+
+    def progress(self, i: int, n: int, text: str) -> None:
+        self.fraction = min(1.0, max(0.0, i / n)) if n else 0.0
+        self.text = text
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self._done.is_set() and self._error is not None
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> T:
+        """The value, or the job's exception re-raised; blocks until done (or ``timeout``: TimeoutError)."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"job {self.label or self.key!r} still running")
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def _run(self, fn: Callable[[Progress], T], on_success: Callable[[T], None] | None) -> None:
+        try:
+            value = fn(self.progress)
+            if on_success is not None:
+                on_success(value)
+            self._result = value
+            self.fraction, self.text = 1.0, "done"
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits
+            self._error = err
+            self.traceback = traceback.format_exc()
+            log.warning("job %s failed: %s", self.label or self.key, err)
+        finally:
+            self.finished = time.perf_counter()
+            self._done.set()
+
+
+class JobRunner:
+    """Starts jobs by key; while one runs, asking for the same key returns it (two sessions share one job)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, Job[Any]] = {}
+
+    def submit(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "",
+               on_success: Callable[[T], None] | None = None) -> Job[T]:
+        with self._lock:
+            job = self._running.get(key)
+            if job is not None and not job.done:
+                return job
+            job = Job(key, label)
+            self._running[key] = job
+
+        def target() -> None:
+            job._run(fn, on_success)
+            with self._lock:
+                if self._running.get(key) is job:
+                    del self._running[key]
+
+        threading.Thread(target=target, name=f"spectral-job-{label or key}", daemon=True).start()
+        return job
+
+    def running(self) -> list[Job[Any]]:
+        with self._lock:
+            return [j for j in self._running.values() if not j.done]
+
+    def get(self, key: Hashable) -> Job[Any] | None:
+        with self._lock:
+            return self._running.get(key)
+
+
+class Memo:
+    """A thread-safe LRU of computed results keyed by hashable tuples."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            return default
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable, order-independent form of nested settings (dicts, lists, scalars) for memo keys."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, float):
+        return round(value, 12)
+    return value
+
+
+# -- workspace -----------------------------------------------------------------------------------------------------
+@dataclass
+class Workspace:
+    """One pool on one device, shared by every session that selects it."""
+
+    spec: str
+    device: str = "auto"
+    cache_dir: str | None = None
+    trust_pickle: bool = False
+    #: the split accuracies are measured on
+    eval_split: str = "test"
+    pool: ModelPool | None = None
+    taskset: TaskSet | None = None
+    engine: Engine | None = None
+    evaluator: Any = None
+    memo: Memo = field(default_factory=Memo)
+    jobs: JobRunner = field(default_factory=JobRunner)
+
+    def __post_init__(self) -> None:
+        self._open_lock = threading.Lock()
+
+    # opening ---------------------------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.engine is not None
+
+    def open(self, progress: Progress | None = None) -> "Workspace":
+        """Open the pool (building the demo zoo first if it is missing) and set up its TaskSet, Engine and
+        Evaluator (idempotent; safe from several threads)."""
+        with self._open_lock:
+            if self.engine is not None:
+                return self
+            progress = progress or (lambda i, n, t: None)
+            progress(0, 1, f"opening {self.spec}")
+            pool = self.pool if self.pool is not None else open_pool(
+                self.spec, trust_pickle=self.trust_pickle,
+                progress=lambda i, n, text: progress(i, n, f"building the demo zoo: {text}"))
+            progress(0, 4, f"reading {pool.num_tasks} task checkpoints")
+            taskset = TaskSet.from_pool(pool)
+            progress(2, 4, "starting the merge engine")
+            engine = Engine(taskset, cache_dir=self.cache_dir, device=self.device)
+            self.evaluator = _make_evaluator(pool, engine, self.cache_dir, self.eval_split)
+            progress(3, 4, "checking the SVD cache (hashing every task matrix once)")
+            engine.cache_status()  # content hashes are memoised in the TaskSet: later status checks are cheap
+            self.pool, self.taskset, self.engine = pool, taskset, engine
+            progress(4, 4, "ready")
+            return self
+
+    def open_job(self) -> Job["Workspace"]:
+        if self.is_open:
+            return Job.completed(("open",), self)
+        return self.jobs.submit(("open",), self.open, label=f"open {self.spec}")
+
+    @property
+    def task_names(self) -> list[str]:
+        assert self.taskset is not None, "workspace not open"
+        return list(self.taskset.task_names)
+
+    # SVD cache -------------------------------------------------------------------------------------------------
+    def cache_status(self) -> dict[str, int]:
+        assert self.engine is not None
+        return self.engine.cache_status()
+
+    def cache_job(self) -> Job[int]:
+        """Build every missing per-task SVD (a job; returns at once with a finished job if nothing is missing)."""
+        assert self.engine is not None
+        key = ("svd-cache",)
+        running = self.jobs.get(key)
+        if running is not None and not running.done:
+            return running
+        status = self.engine.cache_status()
+        if status["cached"] >= status["total"]:
+            return Job.completed(key, 0)
+        engine = self.engine
+        return self.jobs.submit(key, lambda progress: engine.build_cache(progress=progress), label="SVD cache")
+
+    # memoised computations -------------------------------------------------------------------------------------
+    def compute(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "") -> Job[T]:
+        """A job for ``key``: finished at once when memoised, the running one when another session started it,
+        else a new background job whose result is memoised on success."""
+        if key in self.memo:
+            return Job.completed(key, self.memo.get(key))
+        return self.jobs.submit(key, fn, label=label, on_success=lambda value: self.memo.put(key, value))
+
+    def cached(self, key: Hashable, fn: Callable[[Progress], T], progress: Progress | None = None) -> T:
+        """Synchronous form of :meth:`compute` (CLI, benchmarks, tests)."""
+        if key in self.memo:
+            return self.memo.get(key)
+        value = fn(progress or (lambda i, n, t: None))
+        self.memo.put(key, value)
+        return value
+
+    # evaluation ------------------------------------------------------------------------------------------------
+    def evaluate(self, state_dict: Mapping[str, Tensor], *, tasks: list[str] | None = None,
+                 progress: Progress | None = None) -> dict[str, float]:
+        """Top-1 accuracy (%) of an image-tower state dict on every task (or ``tasks``) with each task's frozen
+        zero-shot head (the task-vector protocol of Ilharco et al. 2023 that the three papers follow). Not stored:
+        :meth:`accuracies` is the cached, results-store-backed form."""
+        assert self.pool is not None
+        from spectral.eval.evaluate import task_accuracies
+
+        device = self.engine.device if self.engine is not None else "cpu"
+        with _EVAL_LOCK:  # the pool's image tower is shared; one state dict at a time
+            accs, _ = task_accuracies(self.pool, state_dict, tasks=tasks, split=self.eval_split, device=device,
+                                      progress=progress)
+        return {t: 100.0 * a for t, a in accs.items()}
+
+    def accuracies(self, model: str, method_params: Mapping[str, Any] | None = None,
+                   progress: Progress | None = None, *, split: str | None = None) -> dict[str, float]:
+        """Per-task accuracy (%) of ``"zeroshot"``, ``"finetuned"`` (each task's own fine-tuned model on its task)
+        or a merge method with its parameters; memoised here and kept in the results store (SQLite in the cache),
+        so no (pool, method, parameters) is evaluated twice, across sessions and restarts."""
+        assert self.engine is not None and self.evaluator is not None
+        params = dict(method_params or {})
+        split = split or self.eval_split
+        key: Hashable = ("accuracy", model, freeze(params))
+        if split != self.eval_split:
+            key = (*key, split)
+        ev = self.evaluator
+
+        def compute(progress: Progress) -> dict[str, float]:
+            with _EVAL_LOCK:
+                if model == "zeroshot":
+                    accs = ev.zeroshot(split)
+                elif model == "finetuned":
+                    accs = ev.finetuned(split)
+                else:
+                    self.engine.resolve(model, params)  # a named error for a bad parameter, before any work
+                    accs = ev.merged(model, split=split, progress=progress, **params)
+            return {t: 100.0 * a for t, a in accs.items()}
+
+        return self.cached(key, compute, progress)
+
+    def compressed_accuracy(self, task: str, k_frac: float) -> float:
+        """Accuracy (%) of TSV-C of one task at a rank fraction, on its own task (TSV Eq. 7), stored."""
+        assert self.evaluator is not None
+
+        def compute(progress: Progress) -> float:
+            with _EVAL_LOCK:
+                return 100.0 * self.evaluator.compressed(task, float(k_frac))  # type: ignore[union-attr]
+
+        return self.cached(("accuracy", "tsv_c", task, round(float(k_frac), 12)), compute)
+
+
+_EVAL_LOCK = threading.RLock()
+
+
+def _make_evaluator(pool: ModelPool, engine: Engine, cache_dir: str | None, split: str) -> Any:
+    """The evaluation package's :class:`~spectral.eval.evaluate.Evaluator` over this engine, storing results in
+    ``<cache>/results.sqlite`` (in memory only if the database cannot be opened)."""
+    from spectral.eval.evaluate import Evaluator
+
+    store: Any = None if cache_dir is None else Path(cache_dir) / "results.sqlite"
+    try:
+        return Evaluator(pool, engine=engine, store=store, split=split, device=engine.device, cache_dir=cache_dir)
+    except Exception as err:  # noqa: BLE001 - sqlite3/OS errors: keep working without persistence
+        log.warning("results store unavailable (%s): keeping accuracies in memory only", err)
+        return Evaluator(pool, engine=engine, store=False, split=split, device=engine.device, cache_dir=cache_dir)
+
+
+# -- workspaces by spec ----------------------------------------------------------------------------------------------
+_WORKSPACES: dict[tuple[str, str, str | None], Workspace] = {}
+_WS_LOCK = threading.Lock()
+
+
+def get_workspace(spec: str, device: str = "auto", cache_dir: str | None = None) -> Workspace:
+    """The process-wide workspace of a pool spec and device (not opened yet: call ``open()`` / ``open_job()``)."""
+    key = (spec.strip(), device, cache_dir)
+    with _WS_LOCK:
+        if key not in _WORKSPACES:
+            _WORKSPACES[key] = Workspace(spec.strip(), device=device, cache_dir=cache_dir)
+        return _WORKSPACES[key]
+
+
+def forget_workspace(spec: str, device: str = "auto", cache_dir: str | None = None) -> None:
+    with _WS_LOCK:
+        _WORKSPACES.pop((spec.strip(), device, cache_dir), None)

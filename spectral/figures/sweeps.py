@@ -1,0 +1,68 @@
+"""Sweep figures: TSV-C rank fraction vs accuracy (TSV Fig. 2), α sensitivity (Iso Fig. 8), Iso-CTS common-subspace
+fraction (Iso Fig. 6) and the TSV Table 4 ablation.
+
+Sweep tables are long: model, value (the swept parameter), task, accuracy (%). Figures plot the mean over tasks.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from spectral.figures.style import model_color
+
+
+def sweep_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy over tasks per (model, value), in the table's order."""
+    return table.groupby(["model", "value"], sort=False, as_index=False)["accuracy"].mean()
+
+
+def sweep_figure(
+    table: pd.DataFrame,
+    *,
+    x_title: str,
+    references: Mapping[str, float] | None = None,
+    log_x: bool = False,
+    mark_best: bool = False,
+) -> go.Figure:
+    """Mean accuracy over tasks against the swept value, one line per model; ``references`` (label → accuracy)
+    are drawn as horizontal lines (fine-tuned, zero-shot, Iso-C, …)."""
+    fig = go.Figure()
+    means = sweep_means(table)
+    for i, (model, sel) in enumerate(means.groupby("model", sort=False)):
+        color = model_color(str(model), i)
+        fig.add_trace(go.Scatter(x=sel.value, y=sel.accuracy, mode="lines+markers", name=str(model),
+                                 line=dict(color=color, width=2), marker=dict(size=6)))
+        if mark_best and len(sel):
+            best = sel.loc[sel.accuracy.idxmax()]
+            fig.add_trace(go.Scatter(x=[best.value], y=[best.accuracy], mode="markers", showlegend=False,
+                                     marker=dict(symbol="star", size=13, color=color,
+                                                 line=dict(color="black", width=1)),
+                                     hovertemplate=f"best {model}: %{{x}} → %{{y:.1f}}<extra></extra>"))
+    for j, (label, value) in enumerate((references or {}).items()):
+        fig.add_hline(y=value, line=dict(color=model_color(label, j), dash="dash", width=1.5),
+                      annotation_text=f"{label} {value:.1f}", annotation_position="bottom right")
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text="mean accuracy (%)")
+    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+    return fig
+
+
+def ablation_figure(table: pd.DataFrame) -> go.Figure:
+    """TSV Table 4 as bars: mean accuracy of the four Task Arithmetic variants (low-rank approximation ×
+    interference reduction), the change against plain Task Arithmetic on each bar.
+
+    ``table``: variant, low_rank, interference_reduction, accuracy (mean, %), delta.
+    """
+    labels = [f"{'LR' if lr else '—'} / {'IR' if ir else '—'}" for lr, ir in zip(table.low_rank,
+                                                                                    table.interference_reduction)]
+    colors = ["#8c564b", "#ff9896", "#1f77b4", "#d62728"][: len(table)]
+    fig = go.Figure(go.Bar(
+        x=labels, y=table.accuracy, marker_color=colors, text=[f"{d:+.1f}" for d in table.delta],
+        textposition="outside", customdata=table.variant,
+        hovertemplate="%{customdata}: %{y:.1f}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text="low-rank approximation / interference reduction")
+    fig.update_yaxes(title_text="mean accuracy (%)", range=[0, max(100.0, float(table.accuracy.max()) * 1.1)])
+    return fig
