@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = "1"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def default_cache_dir() -> Path:
     """``$SPECTRAL_CACHE_DIR`` or ``cache/`` at the project root (beside the ``spectral`` package)."""
     env = os.environ.get("SPECTRAL_CACHE_DIR")
@@ -38,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; cache files are ordinary, shareable files
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -52,6 +62,7 @@ def atomic_save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[s
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)

@@ -1,0 +1,172 @@
+"""``python -m spectral eval|sweep|results``: headless evaluation, sweeps and results export (tqdm progress)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``eval``, ``sweep`` and ``results`` commands to the CLI's ``argparse`` sub-parsers."""
+    p = subparsers.add_parser("eval", help="accuracy of a merged (or zero-shot / fine-tuned) model on every task")
+    _pool_args(p)
+    p.add_argument("--method", default="tsv_m",
+                   help="a merging method (see `methods`), or zeroshot / finetuned (default: tsv_m)")
+    p.add_argument("--alpha", type=float, default=None, help="scaling (default: the method's paper default)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    p.add_argument("--csv", default=None, help="also write the per-task table to this CSV")
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser("sweep", help="parameter sweeps: rank, alpha, common, ablation, methods")
+    p.add_argument("kind", choices=["rank", "alpha", "common", "ablation", "methods"],
+                   help="rank: TSV-C rank fraction per task (TSV Fig. 2); alpha: one method's alpha (Iso Fig. 8); "
+                        "common: Iso-CTS common_frac (Iso Fig. 6); ablation: TSV Table 4; methods: all methods "
+                        "with alpha chosen on validation")
+    _pool_args(p)
+    p.add_argument("--method", default="task_arithmetic", help="method of an alpha sweep")
+    p.add_argument("--methods", default=None, help="comma-separated methods of a methods table")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter (alpha sweep)")
+    p.add_argument("--alphas", default=None, help="comma-separated alpha grid (default 0.1 … 2.0)")
+    p.add_argument("--fractions", default=None, help="comma-separated TSV-C rank fractions (rank sweep)")
+    p.add_argument("--common-fracs", default=None, help="comma-separated Iso-CTS common fractions (common sweep)")
+    p.add_argument("--select-split", default="val", help="split on which alpha is chosen (default val)")
+    p.add_argument("--out", default=None, help="write the long table to this CSV")
+    p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser("results", help="the results database (cache/results.sqlite)")
+    p.add_argument("action", choices=["export", "count", "prune"],
+                   help="export: CSV of every stored result; count: number of stored runs; prune: delete results "
+                        "of other code versions")
+    p.add_argument("--store", default=None, help="results database (default: <cache>/results.sqlite)")
+    p.add_argument("--out", default="results.csv", help="CSV path for export")
+    p.add_argument("--method", default=None, help="only this method (export)")
+    p.set_defaults(func=cmd_results)
+
+
+def _pool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool", default="zoo-8", help="zoo-8 | zoo-14 | zoo-20 | pool.yaml | checkpoint folder")
+    p.add_argument("--split", default="test", choices=["test", "val"], help="evaluation split (default test)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: cache/ or $SPECTRAL_CACHE_DIR)")
+    p.add_argument("--store", default=None, help="results database (default: <cache>/results.sqlite)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow pickled checkpoints (runs code: trusted only)")
+
+
+def _floats(text: str | None) -> list[float] | None:
+    return None if text is None else [float(x) for x in text.split(",") if x.strip()]
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from spectral.cache import default_cache_dir
+
+    if args.store:
+        return Path(args.store)
+    base = Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache_dir()
+    return base / "results.sqlite"
+
+
+def open_evaluator(args: argparse.Namespace, progress: Any = None):
+    """An Evaluator for ``--pool`` (building the demo zoo first if it is missing)."""
+    from spectral.eval.evaluate import Evaluator
+
+    if args.pool.startswith("zoo-"):
+        from spectral.zoo import open_zoo_pool
+
+        pool = open_zoo_pool(args.pool, cache_dir=args.cache_dir, progress=progress)
+    else:
+        from spectral.cli import open_pool
+
+        pool = open_pool(args.pool, trust_pickle=args.trust_pickle)
+    return Evaluator(pool, store=_store_path(args), split=args.split, device=args.device, cache_dir=args.cache_dir)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from spectral.cli import parse_params, tqdm_progress
+
+    with tqdm_progress(f"{args.pool} {args.method}") as progress:
+        ev = open_evaluator(args, progress)
+        zs, ft = ev.zeroshot(), ev.finetuned()
+        if args.method == "zeroshot":
+            accs = zs
+        elif args.method == "finetuned":
+            accs = ft
+        else:
+            accs = ev.merged(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
+    s = ev.summary(accs)
+    df = pd.DataFrame({"task": list(accs), "accuracy": list(accs.values()), "finetuned": [ft[t] for t in accs],
+                       "zeroshot": [zs[t] for t in accs], "normalized": [s.normalized_per_task.get(t) for t in accs],
+                       "nai": [s.nai_per_task.get(t) for t in accs]})
+    params = {} if args.method in ("zeroshot", "finetuned") else ev.resolve(args.method, args.alpha,
+                                                                             **parse_params(args.param))
+    print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split")
+    table = df.set_index("task")
+    pct = ["accuracy", "finetuned", "zeroshot", "normalized"]
+    table[pct] = (table[pct] * 100).round(2)
+    table["nai"] = table["nai"].astype(float).round(3)
+    print(table.to_string())
+    print(f"absolute {100 * s.absolute:.2f}%  normalized {100 * s.normalized:.2f}%  NAI {s.nai:.3f}")
+    if args.csv:
+        from spectral.cache import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.csv), df.to_csv(index=False).encode())
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from spectral.cli import parse_params, tqdm_progress
+    from spectral.eval import sweeps
+
+    alphas = _floats(args.alphas)
+    with tqdm_progress(f"{args.kind} sweep") as progress:
+        ev = open_evaluator(args, progress)
+        if args.kind == "rank":
+            df = sweeps.rank_sweep(ev, _floats(args.fractions) or sweeps.RANK_FRACTIONS, progress=progress)
+            by = ["k_frac"]
+        elif args.kind == "alpha":
+            df = sweeps.alpha_sweep(ev, args.method, alphas or sweeps.ALPHAS, params=parse_params(args.param),
+                                    progress=progress)
+            by = ["method", "alpha", "params"]
+        elif args.kind == "common":
+            df = sweeps.common_frac_sweep(ev, _floats(args.common_fracs) or sweeps.COMMON_FRACS, alphas=alphas,
+                                          select_split=args.select_split, progress=progress)
+            by = ["common_frac", "alpha"]
+        elif args.kind == "ablation":
+            df = sweeps.tsv_ablation(ev, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
+                                     progress=progress)
+            by = ["variant", "low_rank", "interference_reduction", "alpha"]
+        else:
+            methods = args.methods.split(",") if args.methods else sweeps.METHODS
+            df = sweeps.method_table(ev, methods, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
+                                     progress=progress)
+            by = ["method", "alpha"]
+    summary = sweeps.summarize_table(df, by)
+    cols = [c for c in summary.columns if c in ("accuracy", "normalized", "finetuned", "zeroshot")]
+    summary[cols] = (summary[cols] * 100).round(2)
+    summary[["nai", "nai_of_mean"]] = summary[["nai", "nai_of_mean"]].round(3)
+    print(f"{ev.pool.name} · {args.kind} sweep · {args.split} split")
+    print(summary.to_string(index=False))
+    if args.out:
+        from spectral.cache import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), df.to_csv(index=False).encode())
+        print(f"wrote {args.out} ({len(df)} rows)")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from spectral.eval.results import ResultsStore
+
+    store = ResultsStore(_store_path(args))
+    if args.action == "count":
+        print(f"{len(store)} stored runs in {store.path}")
+    elif args.action == "prune":
+        print(f"deleted {store.prune()} runs of other code versions from {store.path}")
+    else:
+        path = store.to_csv(args.out, method=args.method)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

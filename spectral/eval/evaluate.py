@@ -1,0 +1,293 @@
+"""Accuracy of any image-tower state dict on the tasks of a model pool, and the cached evaluator on top.
+
+- :func:`task_accuracies` is the pure computation: load the canonical ``visual.*`` state dict into the pool's
+  image tower (eval mode, ``torch.inference_mode``), embed the test images of every requested task in one batched
+  pass, classify each task's images with its frozen head.
+- :class:`Evaluator` ties a pool, the merge :class:`~spectral.engine.Engine` and the :class:`ResultsStore`
+  together: ``zeroshot()``, ``finetuned()``, ``merged(method, alpha=…, **params)``, ``compressed(task, k_frac)``
+  return per-task accuracies and never evaluate the same (pool, method, params, split, code) twice.
+- :func:`summarize` gives the papers' aggregate numbers: absolute accuracy (mean over tasks), normalised accuracy
+  (TSV Tab. 1-2, Iso Tab. 1) and NAI (Iso Eq. 4), via :mod:`spectral.metrics.accuracy`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from spectral.eval.results import ResultKey, ResultsStore, code_version, pool_fingerprint
+from spectral.linalg import resolve_device
+from spectral.pool import ModelPool, strip_visual_prefix
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+def _noop(i: int, n: int, text: str) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pure evaluation
+# ---------------------------------------------------------------------------------------------------------------
+def eval_tensors(pool: ModelPool, task: str, split: str = "test") -> tuple[Tensor, Tensor]:
+    """A split as (preprocessed images (N, 3, H, W), labels (N,)), stacked once and kept on the pool object."""
+    store: dict[tuple[str, str], tuple[Tensor, Tensor]] = pool.__dict__.setdefault("_spectral_eval_data", {})
+    key = (task, split)
+    if key not in store:
+        ds = pool.dataset(task, split)  # type: ignore[arg-type]
+        if hasattr(ds, "tensors") and callable(ds.tensors):
+            x, y = ds.tensors()
+        else:
+            loader = torch.utils.data.DataLoader(ds, batch_size=512, shuffle=False)
+            xs, ys = zip(*[(bx, torch.as_tensor(by)) for bx, by in loader])
+            x, y = torch.cat(xs), torch.cat(ys)
+        store[key] = (x.float().contiguous(), y.long().contiguous())
+    return store[key]
+
+
+def _encoder(pool: ModelPool, device: torch.device) -> nn.Module:
+    cache: dict[str, nn.Module] = pool.__dict__.setdefault("_spectral_eval_encoder", {})
+    key = str(device)
+    if key not in cache:
+        cache[key] = pool.build_image_encoder().to(device).eval()
+    return cache[key]
+
+
+def task_accuracies(
+    pool: ModelPool,
+    state_dict: Mapping[str, Tensor],
+    *,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    device: str | torch.device = "auto",
+    batch_size: int = 1024,
+    progress: Progress | None = None,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """(accuracy per task, number of images per task) of a canonical image-tower state dict on ``split``."""
+    progress = progress or _noop
+    tasks = list(tasks) if tasks is not None else list(pool.task_names)
+    dev = resolve_device(device)
+    encoder = _encoder(pool, dev)
+    encoder.load_state_dict(strip_visual_prefix(dict(state_dict)), strict=True)
+    encoder.eval()
+    data = [eval_tensors(pool, t, split) for t in tasks]
+    images = torch.cat([x for x, _ in data]) if len(data) > 1 else data[0][0]
+    feats = []
+    with torch.inference_mode():
+        for i, start in enumerate(range(0, images.shape[0], batch_size)):
+            feats.append(encoder(images[start : start + batch_size].to(dev)).float())
+            progress(min(images.shape[0], start + batch_size), images.shape[0], "embedding test images")
+        features = torch.cat(feats)
+        accs, counts = {}, {}
+        offset = 0
+        for t, (_, y) in zip(tasks, data):
+            f = features[offset : offset + y.shape[0]]
+            offset += y.shape[0]
+            pred = (f @ pool.head(t).to(dev, f.dtype).T).argmax(1).cpu()
+            accs[t] = float((pred == y).float().mean()) if y.numel() else math.nan
+            counts[t] = int(y.numel())
+    return accs, counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# summaries
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Summary:
+    """Aggregate accuracy of one model over the tasks (fractions in [0, 1])."""
+
+    per_task: dict[str, float]
+    absolute: float
+    normalized: float = math.nan
+    nai: float = math.nan
+    normalized_per_task: dict[str, float] = field(default_factory=dict)
+    nai_per_task: dict[str, float] = field(default_factory=dict)
+
+    def as_row(self) -> dict[str, float]:
+        return {"absolute": self.absolute, "normalized": self.normalized, "nai": self.nai}
+
+
+def summarize(
+    merged: Mapping[str, float],
+    finetuned: Mapping[str, float] | None = None,
+    zeroshot: Mapping[str, float] | None = None,
+) -> Summary:
+    """Absolute accuracy (mean), normalised accuracy (mean of acc/acc_ft) and NAI (Iso Eq. 4, mean per task)."""
+    from spectral.metrics.accuracy import nai, normalised_accuracy
+
+    per_task = {t: float(a) for t, a in merged.items()}
+    absolute = sum(per_task.values()) / len(per_task) if per_task else math.nan
+    norm = nai_s = math.nan
+    norm_pt: dict[str, float] = {}
+    nai_pt: dict[str, float] = {}
+    if finetuned is not None and per_task:
+        s = normalised_accuracy(per_task, finetuned)
+        norm, norm_pt = s.mean, dict(s.per_task)
+        if zeroshot is not None:
+            s2 = nai(per_task, finetuned, zeroshot)
+            nai_s, nai_pt = s2.mean, dict(s2.per_task)
+    return Summary(per_task, absolute, norm, nai_s, norm_pt, nai_pt)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# cached evaluator
+# ---------------------------------------------------------------------------------------------------------------
+class Evaluator:
+    """Per-task accuracies of a pool's zero-shot, fine-tuned, merged and compressed models, through the store.
+
+    ``store``: a :class:`ResultsStore`, a path to one, ``None`` for the default ``<cache>/results.sqlite``, or
+    ``False`` to keep results in memory only. ``engine``: a :class:`spectral.engine.Engine` over this pool's
+    TaskSet (built lazily when needed). ``version`` overrides :func:`code_version` (tests).
+    """
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        *,
+        engine: Any = None,
+        store: ResultsStore | str | Path | None | bool = None,
+        split: str = "test",
+        device: str | torch.device = "auto",
+        cache_dir: str | Path | None = None,
+        version: str | None = None,
+        batch_size: int = 1024,
+    ) -> None:
+        self.pool = pool
+        self._engine = engine
+        if store is False:
+            self.store: ResultsStore | None = None
+        elif isinstance(store, ResultsStore):
+            self.store = store
+        else:
+            self.store = ResultsStore(store if store not in (None, True) else None)  # type: ignore[arg-type]
+        self._memory: dict[ResultKey, dict[str, float]] = {}
+        self.split = split
+        self.device = resolve_device(device)
+        self.cache_dir = cache_dir
+        self.version = version if version is not None else code_version()
+        self.batch_size = batch_size
+        self.pool_key = pool_fingerprint(pool)
+        #: how many evaluations actually ran (cache misses); tests read this
+        self.evaluations = 0
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from spectral.engine import Engine
+            from spectral.taskset import TaskSet
+
+            self._engine = Engine(TaskSet.from_pool(self.pool), cache_dir=self.cache_dir, device=self.device)
+        return self._engine
+
+    def key(self, method: str, params: Mapping[str, Any], split: str | None = None) -> ResultKey:
+        return ResultKey.make(self.pool_key, method, params, split or self.split, self.version)
+
+    def cached(self, method: str, params: Mapping[str, Any], split: str | None = None) -> dict[str, float] | None:
+        """The stored accuracies for a key, without computing anything."""
+        key = self.key(method, params, split)
+        if self.store is None:
+            return self._memory.get(key)
+        found = self.store.get(key)
+        return dict(found.accuracies) if found is not None else None
+
+    def lookup(
+        self, method: str, params: Mapping[str, Any], compute: Callable[[], tuple[dict[str, float], dict[str, int]]],
+        split: str | None = None,
+    ) -> dict[str, float]:
+        """Stored accuracies for (method, params, split), or ``compute()``'s, stored."""
+        key = self.key(method, params, split)
+
+        def run() -> tuple[dict[str, float], dict[str, int]]:
+            self.evaluations += 1
+            log.debug("evaluating %s %s on %s (%s)", method, key.params, key.split, self.pool.name)
+            return compute()
+
+        if self.store is None:
+            if key not in self._memory:
+                self._memory[key] = run()[0]
+            return dict(self._memory[key])
+        return dict(self.store.get_or_compute(key, run, pool_name=self.pool.name).accuracies)
+
+    def accuracies(self, state_dict: Mapping[str, Tensor], tasks: Sequence[str] | None = None,
+                   split: str | None = None) -> tuple[dict[str, float], dict[str, int]]:
+        """Uncached: evaluate a state dict now."""
+        return task_accuracies(self.pool, state_dict, tasks=tasks, split=split or self.split, device=self.device,
+                               batch_size=self.batch_size)
+
+    # -- the models ---------------------------------------------------------------------------------------------
+    def zeroshot(self, split: str | None = None) -> dict[str, float]:
+        """The pre-trained image tower with each task's zero-shot head."""
+        return self.lookup("zeroshot", {}, lambda: self.accuracies(self.pool.base_state_dict(), split=split), split)
+
+    def finetuned(self, split: str | None = None) -> dict[str, float]:
+        """Each task's fine-tuned image tower on its own task (the individual upper bound)."""
+        def compute() -> tuple[dict[str, float], dict[str, int]]:
+            accs, counts = {}, {}
+            for t in self.pool.task_names:
+                a, c = self.accuracies(self.pool.finetuned_state_dict(t), [t], split)
+                accs.update(a)
+                counts.update(c)
+            return accs, counts
+
+        return self.lookup("finetuned", {}, compute, split)
+
+    def resolve(self, method: str, alpha: float | None = None, **params: Any) -> dict[str, Any]:
+        """The fully resolved parameters of a merge (defaults filled in, alpha included when the method has one)."""
+        from spectral.methods import get_method
+
+        m = get_method(method)
+        given = dict(params)
+        if alpha is not None and "alpha" in m.param_names:
+            given["alpha"] = alpha
+        return dict(m.resolve_params(given, len(self.pool.task_names)))
+
+    def merged(self, method: str, *, alpha: float | None = None, split: str | None = None,
+               progress: Progress | None = None, **params: Any) -> dict[str, float]:
+        """Accuracies of the model merged by ``method`` (any :func:`spectral.list_methods` name)."""
+        resolved = self.resolve(method, alpha, **params)
+
+        def compute() -> tuple[dict[str, float], dict[str, int]]:
+            state = self.engine.merge(method, progress=progress, **resolved)
+            return self.accuracies(state, split=split)
+
+        return self.lookup(method, resolved, compute, split)
+
+    def compressed(self, task: str, k_frac: float, *, split: str | None = None) -> float:
+        """Accuracy of TSV-C (TSV Eq. 7) of ``task`` at rank fraction ``k_frac``, on its own task."""
+        params = {"k_frac": float(k_frac), "task": task}
+
+        def compute() -> tuple[dict[str, float], dict[str, int]]:
+            return self.accuracies(self.engine.compress(task, k_frac=k_frac), [task], split)
+
+        return self.lookup("tsv_c", params, compute, split)[task]
+
+    def state_dict(
+        self,
+        label: str,
+        params: Mapping[str, Any],
+        state: Mapping[str, Tensor] | Callable[[], Mapping[str, Tensor]],
+        *,
+        tasks: Sequence[str] | None = None,
+        split: str | None = None,
+    ) -> dict[str, float]:
+        """Accuracies of any state dict (or a callable producing it), cached under (``label``, ``params``): the
+        caller guarantees that the label and parameters identify the weights (e.g. AdaMerging's coefficients)."""
+        def compute() -> tuple[dict[str, float], dict[str, int]]:
+            sd = state() if callable(state) else state
+            return self.accuracies(sd, tasks, split)
+
+        return self.lookup(label, dict(params), compute, split)
+
+    def summary(self, accuracies: Mapping[str, float], split: str | None = None) -> Summary:
+        """Absolute, normalised accuracy and NAI of per-task accuracies against this pool's references."""
+        ft = self.finetuned(split)
+        zs = self.zeroshot(split)
+        return summarize({t: accuracies[t] for t in accuracies}, ft, zs)
