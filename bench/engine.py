@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         merged = engine.merge("tsv_m", k_frac=new_k, alpha=1.0)
         alphas = iter([0.5 + 0.05 * i for i in range(1000)])
         t_alpha = timed(lambda: engine.merge("tsv_m", k_frac=new_k, alpha=next(alphas), out=merged), repeat=9)
-        print(f"alpha_change_ms: {t_alpha * 1000:.1f}", flush=True)
+        print(f"alpha_change_ms: {t_alpha * 1000:.2f}", flush=True)
     return 0
 
 

@@ -19,4 +19,4 @@ def test_engine_bench_prints_every_figure(capsys, extra):
     names = [line.split(":")[0] for line in lines]
     assert names == FIGURES
     for line in lines:
-        assert float(line.split(":")[1]) > 0
+        assert float(line.split(":")[1]) >= 0  # a figure, parsable; its size is not asserted
