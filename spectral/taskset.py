@@ -169,10 +169,18 @@ class TaskSet:
         return _LazyTaskVectors(self)
 
     def matrix_hash(self, task: str | int, key: str) -> str:
-        """Hash of a task matrix's content (dtype, shape and bytes): the SVD cache key."""
+        """Content key of Δ_t for ``key``: the SVD cache key.
+
+        Δ_t = θ_t − θ₀ is determined exactly by the contents of the two tensors, so the key combines their content
+        hashes; hashing them directly avoids materialising every Δ (a 2.7 GB allocation for ViT-B/32 × 8) just to
+        look factors up on a warm start.
+        """
         t = self.task_index(task)
         if (t, key) not in self._hashes:
-            self._hashes[(t, key)] = content_hash(self.task_matrix(t, key))
+            if (-1, key) not in self._hashes:
+                self._hashes[(-1, key)] = content_hash(self.base[key])
+            finetuned = content_hash(self.finetuned[self.task_names[t]][key])
+            self._hashes[(t, key)] = combine_hashes("delta", [finetuned, self._hashes[(-1, key)]])
         return self._hashes[(t, key)]
 
 
