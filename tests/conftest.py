@@ -23,3 +23,18 @@ def _isolated_cache_dir(tmp_path, monkeypatch):
     """Never let a test write into the project's cache/."""
     monkeypatch.setenv("SPECTRAL_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def micro_root(tmp_path_factory):
+    """A micro zoo built once per test session (seconds): 4 tasks, a 2-block width-32 open_clip ViT."""
+    from spectral.zoo import build_micro_zoo
+
+    return build_micro_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def micro_pool(micro_root):
+    from spectral.zoo import ZooPool
+
+    return ZooPool(micro_root)
