@@ -1,12 +1,15 @@
 """Merge lab: pick methods, move the sliders built from each method's declared parameters (bound to the URL) and
 watch the merged models' per-dataset accuracy update as a radar (TSV Fig. 4), with a table of absolute and normalised
-accuracy and NAI (Iso Eq. 4)."""
+accuracy and NAI (Iso Eq. 4). Stored test-time adaptation results (AdaRank, AdaMerging; trained on the Adaptation
+page) can be drawn next to them."""
 from __future__ import annotations
 
 import streamlit as st
 
 from pages import _ui
 from spectral import analysis
+from spectral.adapt.session import stored_adaptations
+from spectral.adapt.store import adapted_runs
 
 st.title("Merge lab")
 ws = _ui.workspace()
@@ -14,6 +17,22 @@ T = len(ws.task_names)
 
 methods = st.multiselect("Methods", _ui.merge_methods(), default=["task_arithmetic", "tsv_m", "iso_cts"],
                          key="ml_methods", format_func=_ui.display_name, bind="query-params", persist_state="session")
+
+runs = None
+with _ui.guard("Reading stored adaptation results"):
+    runs = adapted_runs(stored_adaptations(ws))
+adapted: list[str] = []
+if runs is not None and len(runs):
+    described = {r.ref: f"{r.name} · {r.steps_done} steps, {'last step' if r.selection == 'last' else 'lowest entropy'}"
+                 f" · mean {r.mean_accuracy:.1f} %" for r in runs.itertuples()}
+    newest_per_label = list(runs.drop_duplicates("label")["ref"])
+    adapted = st.multiselect("Test-time adaptation results (stored)", list(described), default=newest_per_label,
+                             key="ml_adapted", format_func=described.get, persist_state="session",
+                             help="AdaRank and AdaMerging learn on unlabelled test images; their results are read "
+                                  "from the results store (never recomputed here) and drawn dash-dotted.")
+elif runs is not None:
+    st.caption("No AdaRank or AdaMerging result is stored for this pool yet: run one on the Adaptation page "
+               "and it appears here next to the static merges.")
 
 
 @st.fragment
@@ -27,7 +46,8 @@ def lab() -> None:
                      bind="query-params", persist_state="session")
     left, right = st.columns([3, 2])
     with left:
-        data = _ui.show_figure(ws, "radar", {"methods": methods, "params": params, "value": value}, key="radar",
+        data = _ui.show_figure(ws, "radar", {"methods": methods, "params": params, "value": value,
+                                                   "adapted": adapted}, key="radar",
                                caption="Per-dataset accuracy of each merge against the zero-shot model and each "
                                        "task's own fine-tuned model (TSV Fig. 4).")
     with right:

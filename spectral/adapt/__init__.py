@@ -6,7 +6,7 @@
 >>> result = run.run(progress=lambda i, n, text: ...)   # stop with a threading.Event, resume by calling run again
 >>> result.state_dict, result.masks, result.lambdas, result.traces
 
-Background runs for the dashboard: :class:`RunRegistry`. Results store: :func:`store_result`.
+Background runs for the dashboard: :class:`RunRegistry`. Results store: :mod:`spectral.adapt.store`.
 """
 from __future__ import annotations
 

@@ -394,6 +394,10 @@ class Adaptation:
             self.state = "preparing" if self._merge is None else "running"
         try:
             self.prepare(progress)
+            if self.step > total:
+                log.warning("%s: the checkpoint %s is already at step %d, past the %d asked for; returning step %d "
+                            "(run_adaptation(..., fresh=True) or `--fresh` starts over)",
+                            cfg.label, self.checkpoint_path, self.step, total, self.step)
             with self._lock:
                 self.state = "running"
             merge, opt = self.merge, self._optimizer

@@ -66,3 +66,18 @@ def evaluate_and_store(ws: Any, result: AdaptResult) -> None:
         evaluate_result(ws, result)
     except Exception:  # noqa: BLE001
         log.exception("evaluating / storing adaptation result %s", result.run_id)
+
+
+def stored_adaptations(ws: Any) -> Any:
+    """The workspace pool's stored adaptation results that sit next to its static merges: same evaluation split,
+    same code version (:func:`spectral.adapt.store.stored_results`' long table; empty without a results store)."""
+    from spectral.adapt.store import stored_results
+
+    if ws.evaluator is None:
+        ws.open()
+    ev = ws.evaluator
+    if ev.store is None:  # the store could not be opened: nothing was kept across runs
+        import pandas as pd
+
+        return pd.DataFrame(columns=["run", "method", "params", "created", "task", "accuracy", "label"])
+    return stored_results(ws.pool, store=ev.store, split=ws.eval_split, code_version=ev.version)

@@ -10,13 +10,16 @@ and never feed back into it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import pandas as pd
 from torch import Tensor
 
 from spectral.adapt.run import AdaptResult
+from spectral.errors import ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +80,64 @@ def evaluate_and_record(
     return evaluator.lookup(result.config.result_method, params, compute)
 
 
-def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None):
+def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None, split: str | None = None,
+                   code_version: str | None = None):
     """Every stored adaptation result of a pool as the store's long table (one row per run and task), with a
-    ``label`` column ("TA+AdaRank", …) for plots next to the static merges."""
+    ``label`` column ("TA+AdaRank", …) for plots next to the static merges. ``split`` and ``code_version``
+    narrow it to the results comparable with the static merges of this code."""
     from spectral.adapt.run import AdaptConfig
     from spectral.eval import ResultsStore, pool_fingerprint
 
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store if store is not None else _store_path(cache_dir))
-    df = store.to_dataframe(pool=pool_fingerprint(pool))
+    df = store.to_dataframe(pool=pool_fingerprint(pool), split=split, code_version=code_version)
     df = df[df.method.str.startswith(("adarank_", "adamerging_"))].copy()
-    if len(df):
-        import json
-
-        df["label"] = [AdaptConfig.from_dict(json.loads(p)).label for p in df["params"]]
+    df["label"] = [AdaptConfig.from_dict(json.loads(p)).label for p in df["params"]] if len(df) else []
     return df
+
+
+def result_ref(run_id: str, steps_done: int) -> str:
+    """How a figure's settings name one stored adaptation result: ``<run_id>@<steps_done>`` (a run resumed to
+    more steps is a different model, hence a different result)."""
+    return f"{run_id}@{int(steps_done)}"
+
+
+def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per stored adaptation result of :func:`stored_results`' table, newest first: ref
+    (:func:`result_ref`), label, name (the label, with " · run, steps" where two results share it), method,
+    steps_done, selection, selected_step, created, mean_accuracy (%, over tasks)."""
+    columns = ["ref", "label", "name", "method", "steps_done", "selection", "selected_step", "created",
+               "mean_accuracy"]
+    if not len(results):
+        return pd.DataFrame(columns=columns)
+    rows: dict[str, dict[str, Any]] = {}
+    for run, group in results.groupby("run", sort=False):
+        params = json.loads(group["params"].iloc[0])
+        ref = result_ref(params["run_id"], params["steps_done"])
+        row = {"ref": ref, "label": group["label"].iloc[0], "method": group["method"].iloc[0],
+               "steps_done": int(params["steps_done"]), "selection": params.get("selection", "last"),
+               "selected_step": int(params.get("selected_step", params["steps_done"])),
+               "created": float(group["created"].max()), "mean_accuracy": 100.0 * float(group["accuracy"].mean())}
+        if ref not in rows or row["created"] > rows[ref]["created"]:
+            rows[ref] = row
+    table = pd.DataFrame(list(rows.values())).sort_values("created", ascending=False, kind="stable")
+    shared = table["label"].duplicated(keep=False)
+    table["name"] = [f"{lab} · {ref.split('@')[0][:6]}, {steps} steps" if dup else lab
+                     for lab, ref, steps, dup in zip(table["label"], table["ref"], table["steps_done"], shared)]
+    return table[columns].reset_index(drop=True)
+
+
+def adapted_accuracies(results: pd.DataFrame, ref: str) -> dict[str, float]:
+    """Per-task accuracy (fraction) of the stored result ``ref`` (:func:`result_ref`) in :func:`stored_results`'
+    table; the newest entry when it was stored more than once. :class:`ParameterError` names the known refs."""
+    if len(results):
+        refs = [result_ref(json.loads(p)["run_id"], json.loads(p)["steps_done"]) for p in results["params"]]
+        rows = results[[r == ref for r in refs]]
+    else:
+        rows = results
+    if not len(rows):
+        known = list(adapted_runs(results)["ref"])
+        raise ParameterError(f"no stored adaptation result {ref!r} for this pool (stored: {known or 'none'}); "
+                             "run it on the Adaptation page or with `python -m spectral adapt run`")
+    newest = rows[rows["run"] == rows.loc[rows["created"].idxmax(), "run"]]
+    return {str(t): float(a) for t, a in zip(newest["task"], newest["accuracy"])}

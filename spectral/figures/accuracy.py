@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import MODEL_DASH, model_color
+from spectral.figures.style import MODEL_DASH, model_color, model_dash
 
 
 def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
@@ -16,7 +16,7 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
         r = list(sel[value]) + [sel[value].iloc[0]]
         fig.add_trace(go.Scatterpolar(
             r=r, theta=tasks + [tasks[0]], mode="lines+markers", name=str(model),
-            line=dict(color=model_color(str(model), i), dash=MODEL_DASH.get(str(model), "solid"),
+            line=dict(color=model_color(str(model), i), dash=model_dash(str(model)),
                       width=1.5 if model in MODEL_DASH else 2.5),
             marker=dict(size=4),
             hovertemplate="%{theta}: %{r:.1f}<extra>" + str(model) + "</extra>",

@@ -337,8 +337,26 @@ def _accuracy_table(ws: Workspace, methods: Sequence[str], s: Mapping[str, Any],
     for i, m in enumerate(methods):
         p(2 + i, steps, f"merging and evaluating {_display(m)}")
         merged[_display(m)] = ws.accuracies(m, _params(s, m))
+    merged.update(_adapted_accuracies(ws, s.get("adapted") or []))
     p(steps, steps, "accuracy: done")
     return analysis.accuracy_table(merged, zs, ft)
+
+
+def _adapted_accuracies(ws: Workspace, refs: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Accuracies (%) of stored test-time adaptation results (AdaRank, AdaMerging) by their display names; read
+    from the results store, never recomputed here (a run is trained and evaluated on the adaptation page)."""
+    if not refs:
+        return {}
+    from spectral.adapt.session import stored_adaptations
+    from spectral.adapt.store import adapted_accuracies, adapted_runs
+
+    if isinstance(refs, str) or not isinstance(refs, Sequence):
+        raise ParameterError("settings 'adapted' must list stored adaptation results as '<run_id>@<steps>'")
+    results = stored_adaptations(ws)
+    runs = adapted_runs(results)
+    names = dict(zip(runs["ref"], runs["name"]))
+    return {names.get(str(ref), str(ref)): {t: 100.0 * a for t, a in adapted_accuracies(results, str(ref)).items()}
+            for ref in refs}
 
 
 def _sar_nai(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
@@ -373,7 +391,7 @@ def _radar(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
 
 _register(FigureKind(
     "radar", "Per-dataset accuracy of merged models", "TSV Fig. 4",
-    {"methods": ["task_arithmetic", "tsv_m", "iso_cts"], "params": {}, "value": "accuracy"}, _radar,
+    {"methods": ["task_arithmetic", "tsv_m", "iso_cts"], "params": {}, "value": "accuracy", "adapted": []}, _radar,
     lambda d, s: acc_fig.radar_figure(d.table, value=str(s["value"])), view=("value",), evaluates=True,
 ))
 

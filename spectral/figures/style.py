@@ -18,13 +18,31 @@ MODEL_COLORS: dict[str, str] = {
     "CART": "#9467bd",
     "TSV-C (compression)": "#ff7f0e",
     "TSV-C": "#ff7f0e",
+    # test-time adaptation (AdaRank, AdaMerging): drawn dash-dotted, see model_dash
+    "TA+AdaRank": "#e6550d",
+    "CART+AdaRank": "#6b6ecf",
+    "TA+AdaMerging (task-wise)": "#8c6d31",
+    "TA+AdaMerging (layer-wise)": "#bd9e39",
+    "CART+AdaMerging (task-wise)": "#843c39",
+    "CART+AdaMerging (layer-wise)": "#d6616b",
 }
 MODEL_DASH: dict[str, str] = {"Zero-shot": "dot", "Fine-tuned": "dash"}
 TASK_PALETTE: list[str] = pc.qualitative.D3 + pc.qualitative.Set2 + pc.qualitative.Pastel1
 
 
 def model_color(name: str, fallback_index: int = 0) -> str:
-    return MODEL_COLORS.get(name, pc.qualitative.Dark24[fallback_index % len(pc.qualitative.Dark24)])
+    """A model's fixed colour; a stored result's " · run, steps" suffix is ignored, so every run of a method shares
+    it (and the dash tells them apart from the static merges)."""
+    fallback = pc.qualitative.Dark24[fallback_index % len(pc.qualitative.Dark24)]
+    return MODEL_COLORS.get(name, MODEL_COLORS.get(name.split(" · ")[0], fallback))
+
+
+def model_dash(name: str) -> str:
+    """Line style of a model: dotted zero-shot, dashed fine-tuned, dash-dotted test-time adaptation (it saw
+    unlabelled test images, unlike the static merges), solid otherwise."""
+    if name in MODEL_DASH:
+        return MODEL_DASH[name]
+    return "dashdot" if ("+AdaRank" in name or "+AdaMerging" in name) else "solid"
 
 
 def task_color(index: int) -> str:

@@ -19,3 +19,40 @@ def test_results_are_stored_once_with_their_identity(engine, synthetic_pool, tmp
     table = stored_results(synthetic_pool, store=store)
     assert set(table.method) == {"adarank_cart"} and set(table.label) == {"CART+AdaRank"}
     assert len(table) == len(synthetic_pool.task_names)
+
+
+def test_adapted_runs_list_each_result_once_and_name_duplicates(engine, synthetic_pool, tmp_path):
+    import pytest
+
+    from spectral.adapt.store import adapted_accuracies, adapted_runs, result_ref
+    from spectral.errors import ParameterError
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    evaluator = Evaluator(synthetic_pool, engine=engine, store=store, device="cpu")
+    assert adapted_runs(stored_results(synthetic_pool, store=store)).empty
+    short = run_adaptation(engine, synthetic_pool, AdaptConfig(steps=1), cache_dir=tmp_path)
+    acc_short = evaluate_and_record(short, evaluator, lambda_init=0.3)
+    longer = run_adaptation(engine, synthetic_pool, AdaptConfig(steps=3), cache_dir=tmp_path)
+    acc_longer = evaluate_and_record(longer, evaluator, lambda_init=0.3)
+    merging = run_adaptation(engine, synthetic_pool, AdaptConfig(method="adamerging", lambda_mode="task", steps=1),
+                             cache_dir=tmp_path)
+    evaluate_and_record(merging, evaluator, lambda_init=0.3)
+
+    results = stored_results(synthetic_pool, store=store)
+    runs = adapted_runs(results)
+    assert len(runs) == 3 and runs["ref"].is_unique
+    assert list(runs["ref"])[0] == result_ref(merging.run_id, 1)  # newest first
+    names = dict(zip(runs["ref"], runs["name"]))
+    assert names[result_ref(merging.run_id, 1)] == "TA+AdaMerging (task-wise)"
+    # two TA+AdaRank results: each name says which run and how many steps
+    assert names[result_ref(short.run_id, 1)] == f"TA+AdaRank · {short.run_id[:6]}, 1 steps"
+    assert names[result_ref(longer.run_id, 3)] == f"TA+AdaRank · {longer.run_id[:6]}, 3 steps"
+    mean = runs.set_index("ref").mean_accuracy[result_ref(short.run_id, 1)]
+    assert mean == pytest.approx(100 * sum(acc_short.values()) / len(acc_short))
+
+    assert adapted_accuracies(results, result_ref(longer.run_id, 3)) == pytest.approx(acc_longer)
+    with pytest.raises(ParameterError, match=r"no stored adaptation result 'x@1'.*stored: \["):
+        adapted_accuracies(results, "x@1")
+    # other code versions and splits are left out when asked
+    assert stored_results(synthetic_pool, store=store, code_version="other").empty
+    assert stored_results(synthetic_pool, store=store, split="val").empty

@@ -112,3 +112,33 @@ def test_adamerging_has_no_masks_and_cart_settings() -> None:
     assert any("AdaMerging learns no masks" in i.value for i in at.info)
     assert "ad_lambda" in _charts(at)
     assert shared_registry().get(run_id).result.masks == {}
+
+
+def test_merge_lab_radar_shows_stored_adaptation_results() -> None:
+    at = _page()
+    at.radio(key="ad_lambda_adarank").set_value("task").run()  # a method no other test of the shared store runs
+    at.number_input(key="ad_steps").set_value(3).run()
+    at.button(key="ad_start").click().run()
+    run_id = _run_id(at)
+    _wait(run_id)
+    at.run()  # the accuracy tab evaluates the selected model into the results store
+    assert not at.exception, [e.value for e in at.exception]
+    label = "TA+AdaRank (task-wise λ)"
+    stored = {t["name"]: t["r"] for t in _charts(at)["ad_radar"]}
+
+    at.switch_page("pages/merge_lab.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    choice = at.multiselect(key="ml_adapted")
+    ref = f"{run_id}@3"
+    assert ref in choice.value  # the newest result of each method is drawn by default
+    assert any(o.startswith(f"{label} · 3 steps, last step · mean ") for o in choice.options)
+    traces = {t["name"]: t for t in _charts(at)["radar"]}
+    assert {"Task Arithmetic", "TSV-M", "Iso-CTS", label, "Zero-shot", "Fine-tuned"} <= set(traces)
+    assert traces[label]["r"] == stored[label]  # the adaptation page's radar and the lab's agree
+    assert traces[label]["line"]["dash"] == "dashdot"
+    summary = at.dataframe[0].value
+    assert label in list(summary["model"])
+
+    choice.set_value([]).run()
+    assert not at.exception
+    assert label not in {t["name"] for t in _charts(at)["radar"]}

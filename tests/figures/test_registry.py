@@ -74,3 +74,33 @@ def test_radar_traces_follow_the_accuracy_table(workspace) -> None:
     assert list(fig.data[2].r)[:-1] == list(ft)
     summary = data.meta["summary"]
     assert summary[-1]["model"] == "Fine-tuned" and summary[-1]["nai"] == pytest.approx(1.0)
+
+
+def test_radar_draws_stored_adaptation_results_next_to_the_merges(workspace) -> None:
+    from spectral.adapt import AdaptConfig
+    from spectral.adapt.session import adaptation_for, evaluate_result, stored_adaptations
+    from spectral.adapt.store import adapted_runs, result_ref
+
+    result = adaptation_for(workspace, AdaptConfig(steps=2, select_every=1)).run()
+    adapted = evaluate_result(workspace, result)  # % per task, stored
+    ref = result_ref(result.run_id, result.step)
+    assert list(adapted_runs(stored_adaptations(workspace))["ref"]) == [ref]
+
+    settings = {"methods": ["tsv_m"], "adapted": [ref]}
+    data = registry.compute_cached("radar", workspace, settings)
+    assert list(dict.fromkeys(data.table.model)) == ["Zero-shot", "TSV-M", "TA+AdaRank", "Fine-tuned"]
+    rows = data.table[data.table.model == "TA+AdaRank"].set_index("task").accuracy
+    assert rows.to_dict() == pytest.approx(adapted)
+    fig = registry.build("radar", data, settings)
+    styles = {t.name: t.line.dash for t in fig.data}
+    assert styles["TA+AdaRank"] == "dashdot" and styles["TSV-M"] == "solid"
+
+    # the exported settings regenerate it from the results store, without re-running anything
+    doc = registry.settings_document("radar", workspace.spec, settings, meta=data.meta)
+    _, again, resolved = registry.regenerate(load_settings(settings_yaml(doc)), workspace=workspace)
+    assert resolved["adapted"] == [ref] and csv_bytes(again.table) == csv_bytes(data.table)
+
+    with pytest.raises(ParameterError, match="no stored adaptation result 'nope@3'"):
+        registry.compute("radar", workspace, {"methods": ["tsv_m"], "adapted": ["nope@3"]})
+    with pytest.raises(ParameterError, match="must list"):
+        registry.compute("radar", workspace, {"methods": ["tsv_m"], "adapted": ref})
