@@ -23,8 +23,9 @@ with _ui.guard("Reading stored adaptation results"):
     runs = adapted_runs(stored_adaptations(ws))
 adapted: list[str] = []
 if runs is not None and len(runs):
-    described = {r.ref: f"{r.name} · {r.steps_done} steps, {'last step' if r.selection == 'last' else 'lowest entropy'}"
-                 f" · mean {r.mean_accuracy:.1f} %" for r in runs.itertuples()}
+    rule = {"last": "last step", "min_entropy": "lowest entropy"}
+    described = {r.ref: f"{r.name} · step {r.selected_step} of {r.steps_done} ({rule.get(r.selection, r.selection)})"
+                        f" · mean {r.mean_accuracy:.1f} %" for r in runs.itertuples()}
     newest_per_label = list(runs.drop_duplicates("label")["ref"])
     adapted = st.multiselect("Test-time adaptation results (stored)", list(described), default=newest_per_label,
                              key="ml_adapted", format_func=described.get, persist_state="session",

@@ -66,8 +66,9 @@ def evaluate_and_record(
     lambda_init: float | None = None,
 ) -> dict[str, float]:
     """Test accuracy (fraction) per task of the result's selected model, looked up in or added to the results
-    store behind ``evaluator`` (a :class:`spectral.eval.Evaluator`). ``evaluate`` (state dict → fractions) replaces
-    the evaluator's own evaluation, e.g. to go through a workspace's lock."""
+    store behind ``evaluator`` (a :class:`spectral.eval.Evaluator`), with the model's merged state dict, masks, λ
+    and traces written under :func:`artifacts_dir`. ``evaluate`` (state dict → fractions) replaces the evaluator's
+    own evaluation, e.g. to go through a workspace's lock."""
     params = result_params(result, lambda_init)
 
     def compute() -> tuple[dict[str, float], dict[str, int]]:
@@ -77,7 +78,13 @@ def evaluate_and_record(
         counts = {t: len(evaluator.pool.dataset(t, evaluator.split)) for t in accs}
         return accs, counts
 
-    return evaluator.lookup(result.config.result_method, params, compute)
+    accuracies = evaluator.lookup(result.config.result_method, params, compute)
+    if evaluator.store is not None:
+        try:
+            save_artifacts(result, evaluator.store.path, accuracies)
+        except OSError as err:  # the accuracies stand; the outputs can be downloaded from the page
+            log.warning("could not write the outputs of %s next to the results store: %s", result.run_id, err)
+    return accuracies
 
 
 def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None, split: str | None = None,
@@ -96,16 +103,56 @@ def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None, split
     return df
 
 
-def result_ref(run_id: str, steps_done: int) -> str:
-    """How a figure's settings name one stored adaptation result: ``<run_id>@<steps_done>`` (a run resumed to
-    more steps is a different model, hence a different result)."""
-    return f"{run_id}@{int(steps_done)}"
+def result_ref(run_id: str, selected_step: int) -> str:
+    """How a figure's settings name one adapted model: ``<run_id>@<selected_step>``. The optimisation is
+    deterministic, so the run and the selected step fix the model, whatever the horizon and selection rule that
+    picked it (a run resumed to more steps that selects the same step is the same model)."""
+    return f"{run_id}@{int(selected_step)}"
+
+
+def _ref_of(params_json: str) -> str:
+    params = json.loads(params_json)
+    return result_ref(params["run_id"], params.get("selected_step", params["steps_done"]))
+
+
+def artifacts_dir(store_path: str | Path, ref: str) -> Path:
+    """Where a stored result's merged state dict, masks, λ and traces live: ``adapt/results/<ref>/`` next to the
+    results database (``<cache>/results.sqlite``)."""
+    return Path(store_path).parent / "adapt" / "results" / ref.replace("/", "_")
+
+
+def save_artifacts(result: AdaptResult, store_path: str | Path, accuracies: Mapping[str, float]) -> Path:
+    """Write the selected model's outputs (:func:`spectral.adapt.outputs.save_result`) under
+    :func:`artifacts_dir` once: into a temporary folder renamed into place, so a folder that exists is complete
+    and a later resume of the run (which rewrites its checkpoint) cannot change it."""
+    import shutil
+    import tempfile
+
+    from spectral.adapt.outputs import save_result
+
+    final = artifacts_dir(store_path, result_ref(result.run_id, result.selected_step))
+    if (final / "summary.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        save_result(result, tmp, accuracies=dict(accuracies))
+        if final.exists():  # an incomplete folder from a crash before this code wrote atomically
+            shutil.rmtree(final)
+        tmp.replace(final)
+    except FileExistsError:  # another process won the race with the same content
+        pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
     """One row per stored adaptation result of :func:`stored_results`' table, newest first: ref
-    (:func:`result_ref`), label, name (the label, with " · run, steps" where two results share it), method,
-    steps_done, selection, selected_step, created, mean_accuracy (%, over tasks)."""
+    (:func:`result_ref`), label, name (the label, with " · run, step" where two results share it), method,
+    steps_done, selection, selected_step, created, mean_accuracy (%, over tasks). Results that are the same model
+    (:func:`result_ref`) appear once, as stored last."""
     columns = ["ref", "label", "name", "method", "steps_done", "selection", "selected_step", "created",
                "mean_accuracy"]
     if not len(results):
@@ -113,7 +160,7 @@ def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for run, group in results.groupby("run", sort=False):
         params = json.loads(group["params"].iloc[0])
-        ref = result_ref(params["run_id"], params["steps_done"])
+        ref = _ref_of(group["params"].iloc[0])
         row = {"ref": ref, "label": group["label"].iloc[0], "method": group["method"].iloc[0],
                "steps_done": int(params["steps_done"]), "selection": params.get("selection", "last"),
                "selected_step": int(params.get("selected_step", params["steps_done"])),
@@ -122,8 +169,8 @@ def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
             rows[ref] = row
     table = pd.DataFrame(list(rows.values())).sort_values("created", ascending=False, kind="stable")
     shared = table["label"].duplicated(keep=False)
-    table["name"] = [f"{lab} · {ref.split('@')[0][:6]}, {steps} steps" if dup else lab
-                     for lab, ref, steps, dup in zip(table["label"], table["ref"], table["steps_done"], shared)]
+    table["name"] = [f"{lab} · {ref.split('@')[0][:6]}, step {step}" if dup else lab
+                     for lab, ref, step, dup in zip(table["label"], table["ref"], table["selected_step"], shared)]
     return table[columns].reset_index(drop=True)
 
 
@@ -131,8 +178,7 @@ def adapted_accuracies(results: pd.DataFrame, ref: str) -> dict[str, float]:
     """Per-task accuracy (fraction) of the stored result ``ref`` (:func:`result_ref`) in :func:`stored_results`'
     table; the newest entry when it was stored more than once. :class:`ParameterError` names the known refs."""
     if len(results):
-        refs = [result_ref(json.loads(p)["run_id"], json.loads(p)["steps_done"]) for p in results["params"]]
-        rows = results[[r == ref for r in refs]]
+        rows = results[[_ref_of(p) == ref for p in results["params"]]]
     else:
         rows = results
     if not len(rows):

@@ -351,7 +351,7 @@ def _adapted_accuracies(ws: Workspace, refs: Sequence[str]) -> dict[str, dict[st
     from spectral.adapt.store import adapted_accuracies, adapted_runs
 
     if isinstance(refs, str) or not isinstance(refs, Sequence):
-        raise ParameterError("settings 'adapted' must list stored adaptation results as '<run_id>@<steps>'")
+        raise ParameterError("settings 'adapted' must list stored adaptation results as '<run_id>@<selected step>'")
     results = stored_adaptations(ws)
     runs = adapted_runs(results)
     names = dict(zip(runs["ref"], runs["name"]))

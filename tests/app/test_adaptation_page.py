@@ -3,6 +3,7 @@ mask / kept-rank / λ / trace / accuracy views; stop and resume; a widget change
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -131,7 +132,7 @@ def test_merge_lab_radar_shows_stored_adaptation_results() -> None:
     choice = at.multiselect(key="ml_adapted")
     ref = f"{run_id}@3"
     assert ref in choice.value  # the newest result of each method is drawn by default
-    assert any(o.startswith(f"{label} · 3 steps, last step · mean ") for o in choice.options)
+    assert any(o.startswith(f"{label} · step 3 of 3 (last step) · mean ") for o in choice.options)
     traces = {t["name"]: t for t in _charts(at)["radar"]}
     assert {"Task Arithmetic", "TSV-M", "Iso-CTS", label, "Zero-shot", "Fine-tuned"} <= set(traces)
     assert traces[label]["r"] == stored[label]  # the adaptation page's radar and the lab's agree
@@ -142,3 +143,29 @@ def test_merge_lab_radar_shows_stored_adaptation_results() -> None:
     choice.set_value([]).run()
     assert not at.exception
     assert label not in {t["name"] for t in _charts(at)["radar"]}
+
+
+def test_stop_button_halts_the_run_and_it_resumes_from_its_checkpoint() -> None:
+    at = _page()
+    at.radio(key="ad_method").set_value("adamerging").run()
+    at.radio(key="ad_lambda_adamerging").set_value("task").run()
+    at.number_input(key="ad_steps").set_value(5000).run()  # far more than this test lets it do
+    at.button(key="ad_start").click().run()
+    run_id = _run_id(at)
+    handle = shared_registry().get(run_id)
+    assert handle is not None and handle.running
+    deadline = time.monotonic() + TIMEOUT
+    while handle.adaptation.step < 3 and time.monotonic() < deadline:  # let it take a few steps
+        time.sleep(0.05)
+    at.button(key="ad_stop").click().run()
+    _wait(run_id)
+    stopped_at = handle.adaptation.step
+    assert 0 < stopped_at < 5000 and handle.adaptation.state == "stopped"
+    assert handle.adaptation.checkpoint_step() == stopped_at  # logits/λ and traces are on disk
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="ad_start").label == "Resume"
+    at.number_input(key="ad_steps").set_value(stopped_at + 3).run()
+    at.button(key="ad_start").click().run()
+    _wait(run_id)
+    assert handle.adaptation.step == stopped_at + 3

@@ -83,7 +83,7 @@ def test_radar_draws_stored_adaptation_results_next_to_the_merges(workspace) -> 
 
     result = adaptation_for(workspace, AdaptConfig(steps=2, select_every=1)).run()
     adapted = evaluate_result(workspace, result)  # % per task, stored
-    ref = result_ref(result.run_id, result.step)
+    ref = result_ref(result.run_id, result.selected_step)
     assert list(adapted_runs(stored_adaptations(workspace))["ref"]) == [ref]
 
     settings = {"methods": ["tsv_m"], "adapted": [ref]}
