@@ -143,6 +143,21 @@ def test_merge_lab_radar_shows_stored_adaptation_results() -> None:
     choice.set_value([]).run()
     assert not at.exception
     assert label not in {t["name"] for t in _charts(at)["radar"]}
+    # a result stored later is offered without a restart; the choice already made stands
+    at.switch_page(PAGE).run()
+    at.number_input(key="ad_steps").set_value(4).run()
+    at.button(key="ad_start").click().run()
+    _wait(run_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.switch_page("pages/merge_lab.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    choice = at.multiselect(key="ml_adapted")
+    assert choice.value == []  # the user's (empty) choice is kept
+    assert sum(o.startswith(label) for o in choice.options) == 2  # step 3 and step 4 of the same run
+    choice.set_value([f"{run_id}@4"]).run()
+    assert not at.exception
+    assert f"{label} · {run_id[:6]}, step 4" in {t["name"] for t in _charts(at)["radar"]}
 
 
 def test_stop_button_halts_the_run_and_it_resumes_from_its_checkpoint() -> None:
