@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,18 +107,21 @@ def _with_layer_columns(df: pd.DataFrame, key_column: str = "key") -> pd.DataFra
 
 
 # -- task vectors -------------------------------------------------------------------------------------------------
+def _task_matrix_stream(ts: TaskSet, keys: Sequence[str], progress: Progress, what: str,
+                        label: Callable[[str], str]) -> Iterator[tuple[str, Tensor]]:
+    """(key, stacked Δ_t of every task) one parameter at a time, reporting progress: streamed so a whole model's
+    task vectors never sit in memory at once."""
+    for i, key in enumerate(keys):
+        progress(i, len(keys), f"{what}: {label(key)}")
+        yield key, ts.task_matrices(key)
+
+
 def task_vector_norms(engine: Engine, *, progress: Progress | None = None) -> pd.DataFrame:
     """Frobenius norm ‖Δ_t‖_F of every task in every matrix layer (long: key, label, block, kind, task, norm)."""
     ts = engine.taskset
     progress = progress or _noop
     keys = ts.matrix_keys
-
-    def stream() -> Iterable[tuple[str, Tensor]]:
-        for i, key in enumerate(keys):
-            progress(i, len(keys), f"norms: {layer_label(key)}")
-            yield key, ts.task_matrices(key)
-
-    norms = layer_norms(stream())
+    norms = layer_norms(_task_matrix_stream(ts, keys, progress, "norms", layer_label))
     progress(len(keys), len(keys), "norms: done")
     rows = [{"key": k, "task": t, "norm": float(v[i])} for k, v in norms.items() for i, t in enumerate(ts.task_names)]
     return _with_layer_columns(pd.DataFrame(rows, columns=["key", "task", "norm"]))
@@ -130,13 +133,7 @@ def cosine_similarity(engine: Engine, *, progress: Progress | None = None) -> pd
     ts = engine.taskset
     progress = progress or _noop
     keys = ts.keys
-
-    def stream() -> Iterable[tuple[str, Tensor]]:
-        for i, key in enumerate(keys):
-            progress(i, len(keys), f"cosine: {key}")
-            yield key, ts.task_matrices(key)
-
-    cos = cosine_similarity_matrix(stream()).cpu().numpy()
+    cos = cosine_similarity_matrix(_task_matrix_stream(ts, keys, progress, "cosine", str)).cpu().numpy()
     progress(len(keys), len(keys), "cosine: done")
     return pd.DataFrame(cos, index=pd.Index(ts.task_names, name="task"), columns=list(ts.task_names))
 

@@ -79,5 +79,5 @@ def stored_adaptations(ws: Any) -> Any:
     if ev.store is None:  # the store could not be opened: nothing was kept across runs
         import pandas as pd
 
-        return pd.DataFrame(columns=["run", "method", "params", "created", "task", "accuracy", "label"])
+        return pd.DataFrame(columns=["run", "method", "params", "created", "task", "accuracy", "label", "ref"])
     return stored_results(ws.pool, store=ev.store, split=ws.eval_split, code_version=ev.version)

@@ -90,7 +90,8 @@ def evaluate_and_record(
 def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None, split: str | None = None,
                    code_version: str | None = None):
     """Every stored adaptation result of a pool as the store's long table (one row per run and task), with a
-    ``label`` column ("TA+AdaRank", …) for plots next to the static merges. ``split`` and ``code_version``
+    ``label`` column ("TA+AdaRank", …) for plots next to the static merges and the model's ``ref``
+    (:func:`result_ref`). ``split`` and ``code_version``
     narrow it to the results comparable with the static merges of this code."""
     from spectral.adapt.run import AdaptConfig
     from spectral.eval import ResultsStore, pool_fingerprint
@@ -99,7 +100,9 @@ def stored_results(pool: Any, *, store: Any = None, cache_dir: Any = None, split
         store = ResultsStore(store if store is not None else _store_path(cache_dir))
     df = store.to_dataframe(pool=pool_fingerprint(pool), split=split, code_version=code_version)
     df = df[df.method.str.startswith(("adarank_", "adamerging_"))].copy()
-    df["label"] = [AdaptConfig.from_dict(json.loads(p)).label for p in df["params"]] if len(df) else []
+    params = [json.loads(p) for p in df["params"]]
+    df["label"] = [AdaptConfig.from_dict(p).label for p in params]
+    df["ref"] = [result_ref(p["run_id"], p["selected_step"]) for p in params]
     return df
 
 
@@ -108,11 +111,6 @@ def result_ref(run_id: str, selected_step: int) -> str:
     deterministic, so the run and the selected step fix the model, whatever the horizon and selection rule that
     picked it (a run resumed to more steps that selects the same step is the same model)."""
     return f"{run_id}@{int(selected_step)}"
-
-
-def _ref_of(params_json: str) -> str:
-    params = json.loads(params_json)
-    return result_ref(params["run_id"], params.get("selected_step", params["steps_done"]))
 
 
 def artifacts_dir(store_path: str | Path, ref: str) -> Path:
@@ -160,10 +158,10 @@ def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for run, group in results.groupby("run", sort=False):
         params = json.loads(group["params"].iloc[0])
-        ref = _ref_of(group["params"].iloc[0])
+        ref = group["ref"].iloc[0]
         row = {"ref": ref, "label": group["label"].iloc[0], "method": group["method"].iloc[0],
-               "steps_done": int(params["steps_done"]), "selection": params.get("selection", "last"),
-               "selected_step": int(params.get("selected_step", params["steps_done"])),
+               "steps_done": int(params["steps_done"]), "selection": params["selection"],
+               "selected_step": int(params["selected_step"]),
                "created": float(group["created"].max()), "mean_accuracy": 100.0 * float(group["accuracy"].mean())}
         if ref not in rows or row["created"] > rows[ref]["created"]:
             rows[ref] = row
@@ -177,10 +175,7 @@ def adapted_runs(results: pd.DataFrame) -> pd.DataFrame:
 def adapted_accuracies(results: pd.DataFrame, ref: str) -> dict[str, float]:
     """Per-task accuracy (fraction) of the stored result ``ref`` (:func:`result_ref`) in :func:`stored_results`'
     table; the newest entry when it was stored more than once. :class:`ParameterError` names the known refs."""
-    if len(results):
-        rows = results[[_ref_of(p) == ref for p in results["params"]]]
-    else:
-        rows = results
+    rows = results[results["ref"] == ref]
     if not len(rows):
         known = list(adapted_runs(results)["ref"])
         raise ParameterError(f"no stored adaptation result {ref!r} for this pool (stored: {known or 'none'}); "

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 if str(Path(__file__).parent) not in sys.path:  # for `import synthetic` (appended: never shadow another conftest)
     sys.path.append(str(Path(__file__).parent))
@@ -16,12 +15,8 @@ from spectral.engine import Engine  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is ~100x faster than two on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every adaptation test runs on one intra-op thread (see ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-import torch
 from conftest import APP, decode
 from streamlit.testing.v1 import AppTest
 
@@ -16,12 +15,7 @@ TIMEOUT = 180
 PAGE = "pages/adaptation.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
