@@ -19,6 +19,8 @@ from spectral.errors import (
 __all__ = [
     "ArchitectureMismatchError",
     "CheckpointError",
+    "CorruptCheckpointError",
+    "UnknownCheckpointFormatError",
     "MissingTaskError",
     "PoolConfigError",
     "TruncatedCheckpointError",
@@ -27,6 +29,15 @@ __all__ = [
     "UntrustedPickleError",
     "TRUST_HINT",
 ]
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A file of a recognised format (its magic bytes match) whose content cannot be decoded."""
+
+
+class UnknownCheckpointFormatError(CheckpointError):
+    """A file whose first bytes match none of the checkpoint formats spectral reads."""
+
 
 #: How a user allows pickled checkpoints; part of every UntrustedPickleError message.
 TRUST_HINT = (

@@ -20,9 +20,10 @@ Tensors stay on disk until used: safetensors files and zip-format ``torch.save``
 """
 from __future__ import annotations
 
+import io
 import json
-import re
 import logging
+import re
 import mmap
 import os
 import pickle
@@ -40,7 +41,9 @@ from torch import Tensor, nn
 from spectral.checkpoints.errors import (
     TRUST_HINT,
     CheckpointError,
+    CorruptCheckpointError,
     TruncatedCheckpointError,
+    UnknownCheckpointFormatError,
     UnsafePickleError,
     UntrustedPickleError,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "read_object",
     "read_safetensors",
     "resolve_checkpoint_file",
+    "sniff_format",
 ]
 
 _ST_DTYPES: dict[str, torch.dtype] = {
@@ -101,30 +105,84 @@ def resolve_checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-# --- safetensors, memory-mapped ---------------------------------------------------------------------------------
+# --- which format a file is in (from its first bytes, never its name) -----------------------------------------
 
-def _is_safetensors(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
+#: the format names used in messages ("format tried: ...")
+SAFETENSORS = "safetensors"
+TORCH_ZIP = "torch.save zip archive"
+TORCH_LEGACY = "legacy torch.save file"
+#: ``torch.serialization.MAGIC_NUMBER``: the first pickled object of a legacy (pre-1.6) torch.save file
+_TORCH_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_EXPECTED_MAGIC = (
+    "a safetensors file starts with an 8-byte header length and '{', a torch.save archive with the zip "
+    "signature 'PK\\x03\\x04', a legacy torch.save file with a pickle of torch's magic number"
+)
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Reads plain values only: enough to check the magic number of a legacy torch.save file, and safe on any input."""
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
+        raise pickle.UnpicklingError(f"references the global {module}.{name}")
+
+
+def _is_safetensors_head(head: bytes) -> bool:
     if len(head) < 9:
         return False
     (n,) = struct.unpack("<Q", head[:8])
     return 2 <= n < 100_000_000 and head[8:9] == b"{"
 
 
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """The checkpoint format of a file from its first bytes: :data:`SAFETENSORS`, :data:`TORCH_ZIP` or
+    :data:`TORCH_LEGACY`.
+
+    A file that matches none (random bytes, an image, a plain ``pickle.dump``) raises a named error saying what
+    its first bytes are and what each format starts with, instead of being mistaken for a pickled object.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(64)  # bounded: the magic-number pickle below is read from these bytes only
+    if not head:
+        raise TruncatedCheckpointError(f"{path}: empty file (0 bytes), no checkpoint format can be read from it")
+    if _is_safetensors_head(head):
+        return SAFETENSORS
+    if head[:4] == b"PK\x03\x04":
+        return TORCH_ZIP
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        try:
+            first: Any = _NoGlobalsUnpickler(io.BytesIO(head)).load()
+            found = f"the value {first!r:.40}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not torch's magic number"
+            first, found = None, f"unreadable ({type(exc).__name__}: {exc})"
+        if isinstance(first, int) and first == _TORCH_MAGIC_NUMBER:
+            return TORCH_LEGACY
+        raise CorruptCheckpointError(
+            f"{path}: wrong magic number for a {TORCH_LEGACY} (format tried: {TORCH_LEGACY}): it starts like a "
+            f"Python pickle (protocol {head[1]}), but its first object is {found} where torch.save writes its "
+            f"magic number {_TORCH_MAGIC_NUMBER:#x}; spectral reads torch.save and safetensors files, not bare pickles"
+        )
+    suffix = f" (the name says '{path.suffix}', the content does not)" if path.suffix else ""
+    raise UnknownCheckpointFormatError(
+        f"{path}: not a checkpoint in any format spectral reads{suffix}: its first bytes are {head[:16].hex(' ')}, "
+        f"whereas {_EXPECTED_MAGIC} (formats tried: {SAFETENSORS}, {TORCH_ZIP}, {TORCH_LEGACY}); the file may be "
+        "corrupt or of another kind"
+    )
+
+
+# --- safetensors, memory-mapped ---------------------------------------------------------------------------------
+
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """All tensors of a safetensors file as copy-on-write memory maps (nothing read until used).
 
-    Validates the header against the file size, so a truncated file raises TruncatedCheckpointError."""
+    Validates the header against the file size, so a truncated file raises TruncatedCheckpointError and a
+    header that does not decode raises CorruptCheckpointError (both naming the file and the format)."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) < 8:
-            raise TruncatedCheckpointError(f"{path}: {size} bytes, too short for a safetensors header")
+            raise TruncatedCheckpointError(f"{path}: {size} bytes, too short for a safetensors header (truncated)")
         (n,) = struct.unpack("<Q", raw)
         if 8 + n > size:
             raise TruncatedCheckpointError(
@@ -133,15 +191,22 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: unreadable safetensors header ({exc})") from None
+            raise CorruptCheckpointError(
+                f"{path}: corrupt {SAFETENSORS} file: its {n}-byte JSON header does not decode ({exc})"
+            ) from None
         if not isinstance(header, dict):
-            raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+            raise CorruptCheckpointError(f"{path}: corrupt {SAFETENSORS} file: the header is not a JSON object")
         header.pop("__metadata__", None)
         data_start = 8 + n
-        end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+        try:
+            end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CorruptCheckpointError(
+                f"{path}: corrupt {SAFETENSORS} file: a header entry has no valid data_offsets ({exc!r})"
+            ) from None
         if data_start + end > size:
             raise TruncatedCheckpointError(
-                f"{path}: tensors end at byte {data_start + end} but the file has {size} bytes (truncated)"
+                f"{path}: safetensors tensors end at byte {data_start + end} but the file has {size} bytes (truncated)"
             )
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
     out: dict[str, Tensor] = {}
@@ -158,8 +223,9 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         for s in shape:
             numel *= s
         if count != numel * itemsize:
-            raise CheckpointError(
-                f"{path}: tensor {key!r} declares shape {shape} ({info['dtype']}) but {count} bytes"
+            raise CorruptCheckpointError(
+                f"{path}: corrupt {SAFETENSORS} file: tensor {key!r} declares shape {shape} ({info['dtype']}) "
+                f"but {count} bytes"
             )
         if numel == 0:
             out[key] = torch.empty(shape, dtype=dtype)
@@ -170,10 +236,23 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 # --- torch.save files -------------------------------------------------------------------------------------------
 
-def _looks_truncated_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    return magic == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+def _check_torch_zip(path: Path) -> None:
+    """A torch.save archive is a complete zip holding ``<name>/data.pkl``."""
+    if not zipfile.is_zipfile(path):
+        raise TruncatedCheckpointError(
+            f"{path}: a {TORCH_ZIP} without its central directory (format tried: {TORCH_ZIP}; the file is truncated)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{path}: corrupt zip archive (format tried: {TORCH_ZIP}): {exc}") from None
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+        raise CorruptCheckpointError(
+            f"{path}: a zip archive but not a torch.save one (format tried: {TORCH_ZIP}): it has no data.pkl "
+            f"(entries: {shown or 'none'})"
+        )
 
 
 def _torch_load(path: Path, *, weights_only: bool, pickle_module: Any = None) -> Any:
@@ -186,39 +265,44 @@ def _torch_load(path: Path, *, weights_only: bool, pickle_module: Any = None) ->
         # legacy-format pickles of modules: torch compares their saved source with classes we never import
         warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
         warnings.filterwarnings("ignore", message=".*source code of class.*has changed")
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
         return torch.load(path, **kwargs)
 
 
-def _is_weights_only_refusal(exc: BaseException) -> bool:
+def _refused_global(exc: BaseException) -> str | None:
+    """The global a weights-only load refused (a pickled object: needs trust), or None when the refusal has
+    another cause (an opcode the weights-only unpickler does not know: corrupt data)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
     text = str(exc)
-    return isinstance(exc, pickle.UnpicklingError) and (
-        "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text
-    )
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return found.group(1)
+    return "" if "Unsupported global" in text else None
 
 
 def read_object(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
     """The object stored in a checkpoint file: a dict of tensors for state dicts (safetensors or torch.save),
-    or, for pickled modules, the module rebuilt through the restricted unpickler (only with trust)."""
+    or, for pickled modules, the module rebuilt through the restricted unpickler (only with trust).
+
+    The format comes from the file's first bytes (:func:`sniff_format`); every failure names the file, the format
+    tried and why it failed (truncated, corrupt, unknown format, or a pickled object that needs trust)."""
     path = resolve_checkpoint_file(path)
-    if path.stat().st_size == 0:
-        raise TruncatedCheckpointError(f"{path}: empty file")
-    if _is_safetensors(path):
+    fmt = sniff_format(path)
+    if fmt == SAFETENSORS:
         return read_safetensors(path)
-    if _looks_truncated_zip(path):
-        raise TruncatedCheckpointError(
-            f"{path}: a torch.save zip archive without its central directory (the file is truncated)"
-        )
+    if fmt == TORCH_ZIP:
+        _check_torch_zip(path)
     try:
         return _torch_load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - classified below
-        if not _is_weights_only_refusal(exc):
-            raise _read_error(path, exc) from None
-        refusal = exc
+        refused = _refused_global(exc)
+        if refused is None:
+            raise _read_error(path, fmt, exc) from None
     if not trust_pickle:
-        found = re.search(r"GLOBAL ([\w.]+)", str(refusal))
         raise UntrustedPickleError(
-            f"{path} is a pickled Python object, not a plain state dict"
-            + (f" (it references {found.group(1)})" if found else "")
+            f"{path} is a pickled Python object ({fmt}), not a plain state dict"
+            + (f" (it references {refused})" if refused else "")
             + f". {TRUST_HINT}"
         )
     from spectral.checkpoints import safe_pickle
@@ -230,16 +314,34 @@ def read_object(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise _read_error(path, exc) from None
+        raise _read_error(path, fmt, exc) from None
 
 
-def _read_error(path: Path, exc: BaseException) -> CheckpointError:
-    text = f"{type(exc).__name__}: {exc}"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of a loader exception (torch's weights-only errors wrap it in paragraphs of advice)."""
+    text = _ANSI.sub("", str(exc))
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        text = rest[0] if rest else text
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_error(path: Path, fmt: str, exc: BaseException) -> CheckpointError:
+    reason = _reason(exc)
     truncated_markers = ("truncated", "EOF", "Ran out of input", "unexpected end", "failed finding central directory",
-                         "file not found", "PytorchStreamReader failed")
-    if isinstance(exc, EOFError) or any(m in text for m in truncated_markers):
-        return TruncatedCheckpointError(f"{path}: cannot be read to the end, the file looks truncated ({text})")
-    return CheckpointError(f"{path}: not a readable checkpoint ({text.splitlines()[0]})")
+                         "PytorchStreamReader failed reading")
+    if isinstance(exc, EOFError) or any(m in reason for m in truncated_markers):
+        return TruncatedCheckpointError(
+            f"{path}: cannot be read to the end (format tried: {fmt}): the file looks truncated ({reason})"
+        )
+    return CorruptCheckpointError(f"{path}: corrupt {fmt}: its content does not decode ({reason})")
 
 
 # --- from objects to canonical weights --------------------------------------------------------------------------
