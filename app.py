@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `pages._ui` and `spectral` import from the proj
 from spectral.app_state import configure_torch_threads  # noqa: E402
 
 configure_torch_threads()  # few threads: many small operations from several sessions (see its docstring)
-st.set_page_config(page_title="spectral — SVD model merging", page_icon=":material/insights:", layout="wide")
+st.set_page_config(page_title="spectral — SVD model merging", page_icon="📈", layout="wide")
 
 # url paths equal the file names: a deep link served by Streamlit's legacy pages/ discovery on a fresh server
 # (before the first st.navigation call) then names the same page (see _ui.leave_legacy_navigation).

@@ -23,6 +23,7 @@ from spectral.app_state import (
     Workspace,
     is_zoo_spec,
     get_workspace,
+    needs_trust,
     registered_pools,
     zoo_status,
 )
@@ -99,13 +100,20 @@ def device_options() -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
-def _workspace(spec: str, device: str) -> Workspace:
-    """One workspace per (pool spec, device), shared by every session (keyed by strings only)."""
-    return get_workspace(spec, device=device)
+def _workspace(spec: str, device: str, trust_pickle: bool = False) -> Workspace:
+    """One workspace per (pool spec, device, trust), shared by every session (keyed by plain values only)."""
+    return get_workspace(spec, device=device, trust_pickle=trust_pickle)
 
 
-def sidebar() -> tuple[str, str]:
-    """Pool, device and export-width choices (bound to the URL / kept for the session): ``(pool spec, device)``.
+TRUST_LABEL = "Trust pickled checkpoints"
+TRUST_WARNING = "Unpickling runs code stored in the file: tick only for checkpoints from a source you trust."
+
+
+def sidebar() -> tuple[str, str, bool]:
+    """Pool, device, trust and export-width choices: ``(pool spec, device, trust pickles)``.
+
+    Pool and device are bound to the URL / kept for the session. The trust control is kept for the session only
+    and is never read from the URL: a shared link must not be able to switch on code execution.
 
     Drawn by :func:`workspace`, i.e. from inside each page's run: AppTest keeps only the first run's sidebar when
     the main script draws it around ``st.navigation``, and a page-drawn sidebar behaves the same in a browser.
@@ -120,11 +128,16 @@ def sidebar() -> tuple[str, str]:
         if choice == OTHER_POOL:
             spec = st.text_input("Pool YAML or checkpoint folder", key="pool_path", bind="query-params",
                                  persist_state="session", placeholder="/path/to/pool.yaml").strip()
+        trust = st.checkbox(TRUST_LABEL, value=False, key="trust_pickle", persist_state="session",
+                            help="The papers' task_vectors / tall_masks checkpoints are pickled Python objects. "
+                                 "spectral unpickles them through a restricted unpickler (only tensors, torch.nn "
+                                 "and open_clip classes), but a pickle is still code: trust only files you know.")
+        st.caption(f"⚠️ {TRUST_WARNING}")
         device = st.selectbox("Device", device_options(), key="device", persist_state="session",
                               help="auto picks CUDA when present")
         st.radio("Export width", ["auto", "one column", "two columns"], key="export_columns", horizontal=True,
                  persist_state="session", help="Paper template width of the PDF / SVG / PNG downloads")
-    return spec, device
+    return spec, device, bool(trust)
 
 
 def leave_legacy_navigation() -> None:
@@ -155,14 +168,28 @@ def workspace() -> Workspace:
     """Draw the sidebar and return the open workspace of the chosen pool, or show why not and ``st.stop()``.
 
     A missing demo zoo is built first (a background job with a progress bar, per issue 3: the app builds it on
-    first start); the SVD cache is filled lazily by the engine and can be built from the sidebar.
+    first start); the SVD cache is filled lazily by the engine and can be built from the sidebar. A failed open is
+    remembered for the session (shown again on every page, not retried) until the user asks to retry; a pickled
+    pool refused for lack of trust opens as soon as the trust control is ticked (another workspace key).
     """
     leave_legacy_navigation()
-    spec, device = sidebar()
+    snapshot_url()
+    spec, device, trust = sidebar()
+    url_warnings()
     if not spec:
         st.info("Enter the path of a pool YAML or checkpoint folder in the sidebar.")
         st.stop()
-    ws = _workspace(spec, device)
+    if is_zoo_spec(spec) or spec in registered_pools():
+        trust = False  # built here, never unpickled: one workspace whatever the control says
+    failures: dict[tuple[str, str, bool], tuple[str, bool, bool]] = st.session_state.setdefault(_FAILED_OPENS, {})
+    key = (spec, device, trust)
+    if key in failures:
+        show_open_failure(spec, *failures[key])
+        if st.button("Retry opening the pool", key="retry_pool", icon="🔄"):
+            failures.pop(key, None)
+            st.rerun()
+        st.stop()
+    ws = _workspace(spec, device, trust)
     if not ws.is_open:
         building = is_zoo_spec(spec) and zoo_status(spec) == "missing"
         if building:
@@ -171,14 +198,74 @@ def workspace() -> Workspace:
         try:
             wait_for(ws.open_job(), f"Building the demo zoo {spec}…" if building else f"Opening {spec}…")
         except Exception as err:  # noqa: BLE001 - any failure to open a pool is shown, the app keeps running
-            st.error(f"Cannot open the pool **{spec}**: {err}", icon="⚠️")
-            if not isinstance(err, (PoolError, SpectralError, OSError)):
+            known = isinstance(err, (PoolError, SpectralError, OSError))
+            failures[key] = (str(err), needs_trust(err), known)
+            show_open_failure(spec, str(err), needs_trust(err), known)
+            if not known:
                 st.exception(err)
             st.stop()
         if building:
             st.rerun()
     cache_status(ws)
     return ws
+
+
+#: session-state key of the failed opens: {(spec, device, trust): (message, refused for lack of trust, known error)}
+_FAILED_OPENS = "_failed_pool_opens"
+
+
+def show_open_failure(spec: str, message: str, refused_pickle: bool, known: bool = True) -> None:
+    """Why a pool did not open; for a refused pickle, where the trust control is and what ticking it means."""
+    st.error(f"Cannot open the pool **{spec}**: {message}", icon="⚠️" if known else "🐞")
+    if refused_pickle:
+        st.info(f"This pool holds pickled checkpoints. To open it, tick **{TRUST_LABEL}** in the sidebar. "
+                f"{TRUST_WARNING}", icon="🔒")
+
+
+# -- URL values --------------------------------------------------------------------------------------------------------
+_URL_SNAPSHOT = "_url_snapshot"
+_URL_WARNED = "_url_warned"
+
+
+def snapshot_url() -> None:
+    """Remember this run's URL parameters before any widget reads them: Streamlit drops a bound widget's
+    parameter from ``st.query_params`` when it rejects the value (and when the value is the default)."""
+    st.session_state[_URL_SNAPSHOT] = {k: st.query_params.get_all(k) for k in st.query_params}
+    st.session_state[_URL_WARNED] = set()
+
+
+def url_value_matches(raw: Sequence[str], value: Any) -> bool:
+    """Whether the URL's text stands for the widget's value (then a dropped parameter was just the default)."""
+    if isinstance(value, (list, tuple)):
+        return len(raw) == len(value) and all(url_value_matches([r], v) for r, v in zip(raw, value))
+    if not raw:
+        return False
+    text = raw[-1].strip()
+    if isinstance(value, bool):
+        return text.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return math.isclose(float(text), float(value), rel_tol=1e-9, abs_tol=1e-12)
+        except ValueError:
+            return False
+    return text.lower() == str(value).lower()
+
+
+def url_warnings() -> None:
+    """Warn about URL parameters this run rejected (``k_frac=7.5``, ``alpha=banana``), naming the parameter, the
+    value and the value used instead. Called after widgets are drawn; each parameter warns once per run."""
+    snapshot: dict[str, list[str]] = st.session_state.get(_URL_SNAPSHOT) or {}
+    warned: set[str] = st.session_state.setdefault(_URL_WARNED, set())
+    for name, raw in snapshot.items():
+        if name in warned or name in st.query_params or name not in st.session_state:
+            continue  # kept (accepted), or no widget of that name has been drawn yet in this run
+        value = st.session_state[name]
+        if url_value_matches(raw, value):
+            continue
+        warned.add(name)
+        shown = ", ".join(raw)
+        st.warning(f"URL parameter `{name}={shown}` is not a valid value for this control: using "
+                   f"`{value!r}` instead.", icon="⚠️")
 
 
 def cache_status(ws: Workspace) -> None:
@@ -225,6 +312,7 @@ def figure_data(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> regist
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,
                 caption: str | None = None) -> registry.FigureData | None:
     """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads."""
+    url_warnings()
     with guard(registry.get_kind(kind).title):
         data = figure_data(ws, kind, settings)
         fig = registry.build(kind, data, settings)
@@ -315,6 +403,7 @@ def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
                 out[method] = {p.name: param_widget(method, p, num_tasks, prefix) for p in m.params}
                 if not m.params:
                     st.caption("no parameters")
+    url_warnings()
     return out
 
 

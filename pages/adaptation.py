@@ -122,19 +122,23 @@ def status_panel() -> None:
     text = status["text"]
     if status["error"]:
         st.error(f"The run failed: {status['error']}", icon="⚠️")
+    state = status["state"]
+    if state == "finished" and current.running:
+        state = "finished, evaluating"  # the last step is done; the result is being evaluated and stored
     st.progress(min(1.0, status["step"] / max(1, status["steps"])),
-                text=f"{status['state']}: step {status['step']}/{status['steps']} · {text[-80:]}")
+                text=f"{state}: step {status['step']}/{status['steps']} · {text[-80:]}")
     per_step = status["seconds_per_step"]
     if per_step:
         st.caption(f"{per_step:.3f} s per step on {ws.engine.device}")
     traces = current.adaptation.traces_copy()
     if traces["step"]:
         st.plotly_chart(fig.entropy_trace_figure(traces), key="chart_ad_live", theme="streamlit")
-    seen = (status["state"], status["step"], current.result is not None)
-    if st.session_state.get("_ad_seen") != seen:
-        st.session_state["_ad_seen"] = seen
-        if not current.running and running:
-            st.rerun(scope="app")
+    if running and not current.running:
+        # The page was drawn while the run was going (Stop enabled, no results). Rerun the whole page now that
+        # the thread has ended. This must not depend on having seen a new state: the run reaches "finished" at
+        # its last step and only then evaluates and stores its result, so the last state change happens while
+        # the thread still runs, and the poll that sees the thread gone sees no new state.
+        st.rerun(scope="app")
 
 
 status_panel()

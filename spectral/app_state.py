@@ -457,19 +457,39 @@ def _make_evaluator(pool: ModelPool, engine: Engine, cache_dir: str | None, spli
 
 
 # -- workspaces by spec ----------------------------------------------------------------------------------------------
-_WORKSPACES: dict[tuple[str, str, str | None], Workspace] = {}
+_WORKSPACES: dict[tuple[str, str, str | None, bool], Workspace] = {}
 _WS_LOCK = threading.Lock()
 
 
-def get_workspace(spec: str, device: str = "auto", cache_dir: str | None = None) -> Workspace:
-    """The process-wide workspace of a pool spec and device (not opened yet: call ``open()`` / ``open_job()``)."""
-    key = (spec.strip(), device, cache_dir)
+def get_workspace(spec: str, device: str = "auto", cache_dir: str | None = None, *,
+                  trust_pickle: bool = False) -> Workspace:
+    """The process-wide workspace of a pool spec and device (not opened yet: call ``open()`` / ``open_job()``).
+
+    Trusted and untrusted opens of the same spec are separate workspaces: ticking the trust control never turns a
+    pool that another session opened without trust into a trusted one, or the reverse."""
+    key = (spec.strip(), device, cache_dir, bool(trust_pickle))
     with _WS_LOCK:
         if key not in _WORKSPACES:
-            _WORKSPACES[key] = Workspace(spec.strip(), device=device, cache_dir=cache_dir)
+            _WORKSPACES[key] = Workspace(spec.strip(), device=device, cache_dir=cache_dir,
+                                         trust_pickle=bool(trust_pickle))
         return _WORKSPACES[key]
 
 
-def forget_workspace(spec: str, device: str = "auto", cache_dir: str | None = None) -> None:
+def forget_workspace(spec: str, device: str = "auto", cache_dir: str | None = None, *,
+                     trust_pickle: bool = False) -> None:
     with _WS_LOCK:
-        _WORKSPACES.pop((spec.strip(), device, cache_dir), None)
+        _WORKSPACES.pop((spec.strip(), device, cache_dir, bool(trust_pickle)), None)
+
+
+def needs_trust(err: BaseException | None) -> bool:
+    """Whether an open failed only because a pickled checkpoint was refused (the cause chain is searched: the
+    pool may wrap the loader's error)."""
+    from spectral.errors import UntrustedPickleError
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UntrustedPickleError):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
