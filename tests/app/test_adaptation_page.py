@@ -2,8 +2,11 @@
 mask / kept-rank / λ / trace / accuracy views; stop and resume; a widget change rebuilds a figure."""
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from conftest import APP, decode
@@ -178,3 +181,59 @@ def test_stop_button_halts_the_run_and_it_resumes_from_its_checkpoint() -> None:
     at.button(key="ad_start").click().run()
     _wait(run_id)
     assert handle.adaptation.step == stopped_at + 3
+
+
+@contextmanager
+def _fragment_reruns(at: AppTest):
+    """Make ``at.run()`` rerun only the page's fragments, as the browser's ``run_every`` timer does.
+
+    AppTest has no public way to rerun a fragment: every ``run()`` builds a ``RerunData`` with no fragment ids
+    (a full run). Here the script runner's ``RerunData`` gets the ids of the fragments registered so far."""
+    from streamlit.testing.v1 import local_script_runner
+
+    ids = list(at._fragment_storage._fragments)  # noqa: SLF001 - no public accessor
+    assert ids, "the page registered no fragment"
+    real = local_script_runner.RerunData
+    local_script_runner.RerunData = functools.partial(real, fragment_id_queue=ids, is_fragment_scoped_rerun=True)
+    try:
+        yield
+    finally:
+        local_script_runner.RerunData = real
+
+
+def test_page_refreshes_when_the_run_ends(monkeypatch) -> None:
+    """The run's thread outlives its last state change: after the final step it evaluates and stores the result
+    (``on_done``). The status poll that finds the thread gone must still redraw the whole page (Stop disabled,
+    results shown) instead of staying stale until the user leaves and comes back."""
+    import spectral.adapt.session as session
+
+    entered, gate = threading.Event(), threading.Event()
+    real_store = session.evaluate_and_store
+
+    def slow_store(ws, result):
+        entered.set()
+        assert gate.wait(TIMEOUT)
+        return real_store(ws, result)
+
+    monkeypatch.setattr(session, "evaluate_and_store", slow_store)
+    at = _page()
+    at.radio(key="ad_method").set_value("adamerging").run()
+    at.number_input(key="ad_seed").set_value(4242).run()  # a run no other test starts
+    at.number_input(key="ad_steps").set_value(2).run()
+    at.button(key="ad_start").click().run()
+    run_id = _run_id(at)
+    handle = shared_registry().get(run_id)
+    assert entered.wait(TIMEOUT)  # last step done, state "finished", result being stored
+    at.run()  # what the browser shows meanwhile
+    assert not at.exception, [e.value for e in at.exception]
+    assert handle.running and handle.adaptation.state == "finished"
+    assert not at.button(key="ad_stop").disabled and "ad_lambda" not in _charts(at)
+    assert any("finished, evaluating" in p.proto.text for p in at.get("progress"))
+
+    gate.set()
+    _wait(run_id)
+    with _fragment_reruns(at):
+        at.run()  # the next status poll
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="ad_stop").disabled  # the whole page was redrawn
+    assert "ad_lambda" in _charts(at) and any(s.value.startswith("TA+AdaMerging") for s in at.subheader)
