@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import APP, decode
+from app_helpers import APP, decode
 from streamlit.testing.v1 import AppTest
 
 from spectral.adapt.session import shared_registry

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import APP
+from app_helpers import APP
 from streamlit.testing.v1 import AppTest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "checkpoints"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "checkpoints"))  # after tests/app: its conftest wins
 import ckpt_writers as W  # noqa: E402
 
 import spectral.app_state as app_state  # noqa: E402

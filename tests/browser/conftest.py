@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -91,13 +92,38 @@ def chrome(server: str) -> Iterator[object]:
             browser.close()
 
 
+class OutsideRequests(list):
+    """URLs the page asked for on a host other than the app's (each was blocked)."""
+
+
 @pytest.fixture
-def tab(chrome: object, tmp_path: Path) -> Iterator[object]:
+def outside_requests() -> OutsideRequests:
+    return OutsideRequests()
+
+
+@pytest.fixture
+def tab(chrome: object, server: str, outside_requests: OutsideRequests, tmp_path: Path) -> Iterator[object]:
+    """A fresh browser tab. Every request to a host other than the app's is blocked and recorded, and the test
+    fails if there was any: the product runs offline, so nothing may leave the machine (fonts, icons, CDNs)."""
     context = chrome.new_context(  # type: ignore[attr-defined]
         viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    app_host = urlsplit(server).netloc
+
+    def only_the_app(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != app_host:
+            outside_requests.append(url)
+            route.abort()  # type: ignore[attr-defined]
+        else:
+            route.continue_()  # type: ignore[attr-defined]
+
+    context.route("**/*", only_the_app)
     page = context.new_page()
+    page.on("websocket", lambda ws: None if urlsplit(ws.url).netloc == app_host else outside_requests.append(ws.url))
     page.set_default_timeout(90_000)
     try:
         yield page
     finally:
         context.close()
+    assert not outside_requests, f"requests to hosts other than the app ({app_host}): {sorted(set(outside_requests))}"

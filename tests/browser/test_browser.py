@@ -150,3 +150,81 @@ def test_export_page_regenerates_from_yaml(server: str, tab, artifacts: Path) ->
     names = tab.evaluate("document.querySelector('.js-plotly-plot').data.map(t => t.name).join('|')")
     assert "β = 0.5" in names
     tab.screenshot(path=str(artifacts / "export-regenerated.png"), full_page=True)
+
+
+def test_no_request_leaves_the_machine(server: str, tab, outside_requests: list, artifacts: Path) -> None:
+    """The favicon is an emoji drawn as a data: URL (a material icon would load from fonts.gstatic.com); every page
+    draws with bundled assets only. The ``tab`` fixture blocks and records any request to another host."""
+    for path in ("", "spectra", "merge_lab"):
+        tab.goto(f"{server}/{path}")
+        settle(tab, PAGES[path][1])
+        tab.wait_for_load_state("networkidle")
+    icon = tab.evaluate("() => document.querySelector(\"link[rel='shortcut icon']\").href")
+    assert icon.startswith("data:"), icon
+    assert outside_requests == []
+
+
+def test_outside_requests_are_caught(server: str, tab, outside_requests: list) -> None:
+    """The check above can fail: a request the page makes to another host is blocked and recorded."""
+    tab.goto(f"{server}/")
+    settle(tab)
+    tab.evaluate("() => fetch('https://fonts.gstatic.com/s/i/x.svg').catch(() => null)")
+    tab.wait_for_load_state("networkidle")
+    assert outside_requests == ["https://fonts.gstatic.com/s/i/x.svg"]
+    outside_requests.clear()  # expected here: keep the fixture's own check quiet
+
+
+def test_trust_control_and_url_warning(server: str, tab, artifacts: Path) -> None:
+    """Screenshots of the sidebar's trust control and of the warning for a rejected URL value."""
+    tab.goto(f"{server}/merge_lab?ml_tsv_m_k_frac=7.5&ml_task_arithmetic_alpha=banana")
+    settle(tab, 1)
+    no_exception(tab)
+    sidebar = tab.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_text("Trust pickled checkpoints").count() == 1
+    assert sidebar.get_by_text("Unpickling runs code").count() == 1
+    warnings = tab.locator('[data-testid="stAlert"]').all_inner_texts()
+    assert any("ml_tsv_m_k_frac=7.5" in w for w in warnings), warnings
+    assert any("ml_task_arithmetic_alpha=banana" in w for w in warnings), warnings
+    tab.screenshot(path=str(artifacts / "url-warning.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def pickled_pool(tmp_path_factory) -> Path:
+    """The papers' task_vectors layout with pickled ImageEncoder objects (tiny open_clip towers)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests" / "checkpoints"))
+    import ckpt_writers as W
+
+    root = tmp_path_factory.mktemp("pickled")
+    W.register_tiny_configs(root / "configs")
+    base = W.make_clip(0)
+    folder = root / "tiny"
+    folder.mkdir()
+    W.write_task_vectors_pickle(base, folder / "zeroshot.pt")
+    for seed, task in enumerate(("MNIST", "SVHN"), start=1):
+        (folder / task).mkdir()
+        W.write_task_vectors_pickle(W.finetune(base, seed), folder / task / "finetuned.pt")
+        W.write_head_pickle(torch.randn(5, 16), folder / f"head_{task}.pt")
+    return folder
+
+
+def test_pickled_pool_shows_the_refusal_and_the_trust_control(server: str, tab, artifacts: Path,
+                                                              pickled_pool: Path) -> None:
+    from urllib.parse import urlencode
+
+    query = urlencode({"pool": "Other: pool YAML or checkpoint folder…", "pool_path": str(pickled_pool)})
+    tab.goto(f"{server}/?{query}")
+    settle(tab)
+    no_exception(tab)
+    alerts = " ".join(tab.locator('[data-testid="stAlert"]').all_inner_texts())
+    assert "pickled Python object" in alerts and "Trust pickled checkpoints" in alerts
+    control = tab.locator('[data-testid="stSidebar"]').get_by_role("checkbox", name="Trust pickled checkpoints")
+    assert not control.is_checked()
+    tab.screenshot(path=str(artifacts / "trust-refusal.png"), full_page=True)
+    tab.locator('[data-testid="stSidebar"]').get_by_text("Trust pickled checkpoints").click()
+    settle(tab)
+    tab.wait_for_function("() => !document.body.innerText.includes('pickled Python object')")
+    tab.screenshot(path=str(artifacts / "trust-ticked.png"), full_page=True)
