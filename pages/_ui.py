@@ -183,14 +183,8 @@ def workspace() -> Workspace:
         trust = False  # built here, never unpickled: one workspace whatever the control says
     failures: dict[tuple[str, str, bool], tuple[str, bool, bool]] = st.session_state.setdefault(_FAILED_OPENS, {})
     key = (spec, device, trust)
-    if key in failures:
-        show_open_failure(spec, *failures[key])
-        if st.button("Retry opening the pool", key="retry_pool", icon="🔄"):
-            failures.pop(key, None)
-            st.rerun()
-        st.stop()
     ws = _workspace(spec, device, trust)
-    if not ws.is_open:
+    if key not in failures and not ws.is_open:
         building = is_zoo_spec(spec) and zoo_status(spec) == "missing"
         if building:
             st.info(f"The demo zoo **{spec}** is not built yet: building it now (a few minutes on CPU, once; "
@@ -200,12 +194,18 @@ def workspace() -> Workspace:
         except Exception as err:  # noqa: BLE001 - any failure to open a pool is shown, the app keeps running
             known = isinstance(err, (PoolError, SpectralError, OSError))
             failures[key] = (str(err), needs_trust(err), known)
-            show_open_failure(spec, str(err), needs_trust(err), known)
             if not known:
-                st.exception(err)
-            st.stop()
-        if building:
+                st.exception(err)  # a bug: its traceback, once
+        else:
+            if building:
+                st.rerun()
+    if key in failures:
+        show_open_failure(spec, *failures[key])
+        if st.button("Retry opening the pool", key="retry_pool", icon="🔄",
+                     help="Open it again (after fixing the files); until then every page shows this error"):
+            failures.pop(key, None)
             st.rerun()
+        st.stop()
     cache_status(ws)
     return ws
 

@@ -117,7 +117,7 @@ def test_a_failed_open_is_remembered_for_the_session(monkeypatch, tmp_path, corr
 
     monkeypatch.setattr(app_state, "open_pool", counting_open)
     at = _app(monkeypatch, corrupt_pool, tmp_path).run()
-    assert len(calls) == 1 and _errors(at)
+    assert len(calls) == 1 and _errors(at) and at.button(key="retry_pool")
     for page in ("pages/spectra.py", "pages/task_vectors.py", "pages/home.py"):
         at.switch_page(page).run()
         assert not at.exception, [e.value for e in at.exception]
