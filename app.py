@@ -1,6 +1,6 @@
 """spectral dashboard: ``streamlit run app.py``.
 
-``st.navigation`` over the files in pages/ (DESIGN.md §7: listing them here turns off the legacy
+``st.navigation`` over the files in pages/ (listing them here turns off Streamlit's legacy pages/
 auto-discovery). The pages are thin: they read widgets, call :mod:`spectral` and show figures with their
 downloads. Each starts with ``_ui.workspace()``, which draws the shared sidebar (model pool, device, export width,
 SVD-cache status) and opens the chosen pool.
