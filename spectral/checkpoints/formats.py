@@ -27,6 +27,7 @@ import re
 import mmap
 import os
 import pickle
+import pickletools
 import struct
 import warnings
 import zipfile
@@ -297,13 +298,18 @@ def read_object(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
         return _torch_load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - classified below
         refused = _refused_global(exc)
-        if refused is None:
+        opcode = _unchecked_opcode(exc) if refused is None else None
+        if refused is None and opcode is None:
             raise _read_error(path, fmt, exc) from None
     if not trust_pickle:
+        if opcode is not None:
+            raise UntrustedPickleError(
+                f"{path}: a {fmt} whose pickle uses the opcode {opcode}, which the weights-only reader cannot "
+                f"check, so it may hold arbitrary Python objects. {TRUST_HINT}"
+            )
         raise UntrustedPickleError(
             f"{path} is a pickled Python object ({fmt}), not a plain state dict"
-            + (f" (it references {refused})" if refused else "")
-            + f". {TRUST_HINT}"
+            + (f" (it references {refused})" if refused else "") + f". {TRUST_HINT}"
         )
     from spectral.checkpoints import safe_pickle
 
@@ -315,6 +321,20 @@ def read_object(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> 
         raise
     except Exception as exc:  # noqa: BLE001
         raise _read_error(path, fmt, exc) from None
+
+
+def _unchecked_opcode(exc: BaseException) -> str | None:
+    """The name of a valid pickle opcode that torch's weights-only reader refused (e.g. FRAME in a protocol-4
+    legacy file: a real pickle it cannot vouch for, which the restricted unpickler may read with trust), or None
+    when the refused byte is no pickle opcode at all (the data is corrupt)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    found = re.search(r"Unsupported operand (\d+)", str(exc))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    op = pickletools.code2op.get(chr(code)) if 0 <= code < 256 else None
+    return op.name if op is not None else None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -155,3 +155,14 @@ def test_cli_reports_a_random_bytes_pool_as_corrupt_with_exit_2(tmp_path, capsys
     assert str(folder / "zeroshot.pt") in err and "not a checkpoint in any format" in err
     assert TORCH_ZIP in err and "--trust-pickle" not in err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_protocol_4_legacy_file_is_a_pickle_that_needs_trust_not_corrupt(ft, tmp_path):
+    """torch's weights-only reader refuses the FRAME opcode of pickle protocol 4: that is a valid pickle it
+    cannot vouch for (trust reads it through the restricted unpickler), unlike a byte that is no opcode at all."""
+    path = tmp_path / "p4.pt"
+    torch.save(ft.state_dict(), path, pickle_protocol=4, _use_new_zipfile_serialization=False)
+    with pytest.raises(UntrustedPickleError, match=r"p4\.pt: a legacy torch\.save file .*opcode FRAME"):
+        read_object(path)
+    loaded = read_object(path, trust_pickle=True)
+    assert set(loaded) == set(ft.state_dict()) and torch.equal(loaded["visual.proj"], ft.state_dict()["visual.proj"])
