@@ -106,7 +106,7 @@ def _workspace(spec: str, device: str, trust_pickle: bool = False) -> Workspace:
 
 
 TRUST_LABEL = "Trust pickled checkpoints"
-TRUST_WARNING = "Unpickling runs code stored in the file: tick only for checkpoints from a source you trust."
+TRUST_WARNING = "Unpickling runs code from the file: tick only for sources you trust."
 
 
 def sidebar() -> tuple[str, str, bool]:

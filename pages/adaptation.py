@@ -75,6 +75,8 @@ with st.expander("Optimisation settings (paper defaults: Adam, lr 1e-3, 16 image
         "Record test accuracy every (steps; 0 = never)", 0, 10_000, 0, key="ad_eval_every",
         help="Uses the test labels. Shown as a reference trace only; the result is never chosen by it.", **common)
 
+_ui.url_warnings()  # URL values these settings rejected
+
 try:
     config = AdaptConfig(method=method, base=base, lambda_mode=lambda_mode, lambda_init=float(lambda_init),
                          k_frac=float(k_frac), steps=int(steps), lr=float(lr), batch_size=int(batch),

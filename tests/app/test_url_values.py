@@ -50,3 +50,14 @@ def test_url_value_matches() -> None:
     assert url_value_matches(["true"], True) and not url_value_matches(["1"], False)
     assert url_value_matches(["0.1", "2.5"], (0.1, 2.5)) and not url_value_matches(["0.1"], (0.1, 2.5))
     assert url_value_matches(["Procrustes"], "procrustes") and not url_value_matches(["svd"], "procrustes")
+
+
+def test_adaptation_settings_from_the_url_warn_too() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = {"ad_method": "adasomething", "ad_steps": "12"}
+    at.run()
+    at.switch_page("pages/adaptation.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = _warnings(at)
+    assert any("ad_method=adasomething" in w for w in warnings), warnings
+    assert at.number_input(key="ad_steps").value == 12 and not any("ad_steps" in w for w in warnings)
