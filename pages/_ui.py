@@ -201,7 +201,7 @@ def workspace() -> Workspace:
                 st.rerun()
     if key in failures:
         show_open_failure(spec, *failures[key])
-        if st.button("Retry opening the pool", key="retry_pool", icon="🔄",
+        if st.button("Retry opening the pool", key="retry_pool", icon=":material/refresh:",
                      help="Open it again (after fixing the files); until then every page shows this error"):
             failures.pop(key, None)
             st.rerun()
