@@ -16,13 +16,15 @@ from spectral.checkpoints.architecture import (
 from spectral.checkpoints.errors import (
     TRUST_HINT,
     ArchitectureMismatchError,
+    CorruptCheckpointError,
     MissingTaskError,
     PoolConfigError,
     TruncatedCheckpointError,
+    UnknownCheckpointFormatError,
     UnsafePickleError,
     UnsupportedArchitectureError,
 )
-from spectral.checkpoints.formats import LoadedCheckpoint, load_checkpoint, read_safetensors
+from spectral.checkpoints.formats import LoadedCheckpoint, load_checkpoint, read_safetensors, sniff_format
 from spectral.checkpoints.headfiles import load_head
 from spectral.checkpoints.keymap import canonicalize
 from spectral.checkpoints.pool import (
@@ -38,6 +40,7 @@ __all__ = [
     "PAPER_ARCHITECTURES",
     "TRUST_HINT",
     "ArchitectureMismatchError",
+    "CorruptCheckpointError",
     "CheckpointPool",
     "LoadedCheckpoint",
     "MissingTaskError",
@@ -45,6 +48,7 @@ __all__ = [
     "PoolSpec",
     "TaskSpec",
     "TruncatedCheckpointError",
+    "UnknownCheckpointFormatError",
     "UnsafePickleError",
     "UnsupportedArchitectureError",
     "build_image_encoder",
@@ -57,4 +61,5 @@ __all__ = [
     "open_pool",
     "read_pool_yaml",
     "read_safetensors",
+    "sniff_format",
 ]
