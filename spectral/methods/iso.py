@@ -40,20 +40,23 @@ def task_specific_directions(
     """Top-s SVD of each Δ̄_t = Δ_t − U_k U_kᵀ Δ_t (Iso Eq. 10, Alg. 2 l. 6-8), concatenated across tasks.
 
     Computed from the per-task factors Δ_t = A_t S_t B_tᵀ (cached by the engine): Δ̄_t = C_t B_tᵀ with
-    C_t = (I − U_k U_kᵀ) A_t S_t, so only an m×ρ_t SVD is needed, ρ_t the numerical rank of Δ_t. Exact.
+    C_t = (I − U_k U_kᵀ) A_t S_t (m×ρ_t, ρ_t the numerical rank of Δ_t), and B_t has orthonormal columns, so the
+    triplets of Δ̄_t are those of C_t with right vectors mapped by B_t. The top-s triplets of C_t come from the
+    eigendecomposition of its ρ_t×ρ_t Gram in float64 (:func:`spectral.linalg.top_singular_triplets`, with a
+    residual test and a fallback to the full SVD). Exact.
     """
     A, S, B = layer.task_svd()
     m, n = layer.shape
+    rank_rtol = max(m, n) * torch.finfo(S.dtype).eps  # numerical_rank's tolerance, relative to σ_1
     U_parts, S_parts, V_parts = [], [], []
     for t in range(layer.num_tasks):
         rho = linalg.numerical_rank(S[t], (m, n))
         left = A[t, :, :rho] * S[t, :rho]
         left = left - U_common @ (U_common.mT @ left)
-        P, D, Q = linalg.svd_of_factored(left, B[t, :, :rho])
-        keep = min(s, linalg.numerical_rank(D, (m, n)) if D.numel() else 0)
-        U_parts.append(P[:, :keep])
-        S_parts.append(D[:keep])
-        V_parts.append(Q[:, :keep])
+        (P, D, Q), _ = linalg.top_singular_triplets(left, s, rank_rtol=rank_rtol)
+        U_parts.append(P)
+        S_parts.append(D)
+        V_parts.append(B[t, :, :rho] @ Q)
     return torch.cat(U_parts, 1), torch.cat(S_parts), torch.cat(V_parts, 1)
 
 
