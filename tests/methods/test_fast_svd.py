@@ -15,6 +15,7 @@ from spectral.errors import ShapeMismatchError
 from spectral.methods.iso import iso_cts_sizes
 
 TALL = [(384, 96), (288, 96), (96, 96)]
+WIDE = [(96, 288)]  # the Gram is taken on the smaller side
 LAYER_SHAPES = [(384, 96), (96, 384), (288, 96)]
 
 
@@ -31,11 +32,11 @@ def align_signs(X: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return X * torch.sign((X * ref).sum(0, keepdim=True))
 
 
-@pytest.mark.parametrize("shape", TALL)
+@pytest.mark.parametrize("shape", TALL + WIDE)
 @pytest.mark.parametrize("s", [1, 12, 48, 96])
 def test_top_triplets_equal_the_full_svd_on_full_rank_matrices(shape, s):
     m, p = shape
-    sigmas = torch.logspace(0, -3, p)  # full rank, condition 1e3, relative gaps ≈ 7%
+    sigmas = torch.logspace(0, -3, min(m, p))  # full rank, condition 1e3, relative gaps ≈ 7%
     C = with_spectrum(m, p, sigmas, seed=s)
     (U, S, V), fast = linalg.top_singular_triplets(C, s)
     assert fast and U.shape == (m, s) and S.shape == (s,) and V.shape == (p, s)
@@ -162,7 +163,7 @@ def test_iso_cts_residual_triplets_take_the_fast_route_on_full_rank_layers(monke
         return result
 
     monkeypatch.setattr(linalg, "top_singular_triplets", spy)
-    tm = full_rank_tasks(8, (384, 96), seed=3)
-    spectral.merge_layer("iso_cts", tm, common_frac=0.2)
-    assert routes == [True] * 8
+    for shape in LAYER_SHAPES:  # tall (C_t) and wide (the (r−k)-row form)
+        spectral.merge_layer("iso_cts", full_rank_tasks(8, shape, seed=3), common_frac=0.2)
+    assert routes == [True] * 8 * len(LAYER_SHAPES)
     assert iso_cts_sizes(96, 8, 0.2)[1] > 0
