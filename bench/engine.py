@@ -132,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed afterwards")
     parser.add_argument("--no-gram", action="store_true", help="engine without the Gram routes (plain SVDs)")
     args = parser.parse_args(argv)
-    linalg.USE_GRAM = not args.no_gram
+    use_gram_before, linalg.USE_GRAM = linalg.USE_GRAM, not args.no_gram
+    try:
+        return run(args)
+    finally:
+        linalg.USE_GRAM = use_gram_before
 
+
+def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     ts = make_taskset(args.blocks, args.tasks, args.rank, args.full_rank)
     n_mat = len(ts.matrix_keys) * ts.num_tasks
