@@ -7,13 +7,15 @@ in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus pos
     cache_build_over_bare_svd      cache build / bare batched torch.linalg.svd of the same matrices  (goal ≤ 1.15)
     recompute_over_warm_load       recomputing every SVD / a fresh engine loading them from cache/   (goal ≥ 20)
     tsv_m_recompute_over_cached    TSV-M at a new k_frac, reference-style recompute / engine          (goal ≥ 10)
-    iso_cts_recompute_over_cached  Iso-CTS at a new common_frac, same                                  (goal ≥ 10)
+    iso_cts_recompute_over_cached  Iso-CTS at a new common_frac, same             (goal ≥ 10; full rank: ≥ 5)
     alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
 
 ``--full-rank`` adds small isotropic noise so every task matrix has full numerical rank (as real fine-tuning
-deltas do); ``--blocks``/``--tasks`` shrink the workload for a smoke run.
+deltas do); ``--blocks``/``--tasks`` shrink the workload for a smoke run. ``--no-gram`` turns off the exact
+Gram routes of :mod:`spectral.linalg` (polar factor and top-s residual triplets by float64 eigh of the small Gram)
+so that the engine runs the plain-SVD path it used before them, for comparison.
 
-    python bench/engine.py [--blocks 12] [--tasks 8] [--rank 32] [--full-rank]
+    python bench/engine.py [--blocks 12] [--tasks 8] [--rank 32] [--full-rank] [--no-gram]
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spectral import linalg  # noqa: E402
 from spectral.cache import SVDCache  # noqa: E402
 from spectral.engine import Engine  # noqa: E402
 from spectral.methods.iso import iso_cts_sizes  # noqa: E402
@@ -127,14 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=32, help="rank of each random task matrix")
     parser.add_argument("--full-rank", action="store_true", help="add noise: every task matrix full rank")
     parser.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed afterwards")
+    parser.add_argument("--no-gram", action="store_true", help="engine without the Gram routes (plain SVDs)")
     args = parser.parse_args(argv)
+    use_gram_before, linalg.USE_GRAM = linalg.USE_GRAM, not args.no_gram
+    try:
+        return run(args)
+    finally:
+        linalg.USE_GRAM = use_gram_before
 
+
+def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     ts = make_taskset(args.blocks, args.tasks, args.rank, args.full_rank)
     n_mat = len(ts.matrix_keys) * ts.num_tasks
     print(f"# workload: {n_mat} task matrices ({len(ts.matrix_keys)} layers × {ts.num_tasks} tasks), "
           f"rank {'full' if args.full_rank else args.rank}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+          f"{torch.get_num_threads()} threads, Gram routes {'off' if args.no_gram else 'on'}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.cache_dir) as tmp:
         memory = 12 << 30
 

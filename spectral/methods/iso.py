@@ -35,25 +35,34 @@ def iso_cts_sizes(r: int, num_tasks: int, common_frac: float) -> tuple[int, int]
 
 
 def task_specific_directions(
-    layer: LayerFactors, U_common: Tensor, s: int
+    layer: LayerFactors, U_common: Tensor, s: int, U_rest: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Top-s SVD of each Δ̄_t = Δ_t − U_k U_kᵀ Δ_t (Iso Eq. 10, Alg. 2 l. 6-8), concatenated across tasks.
 
     Computed from the per-task factors Δ_t = A_t S_t B_tᵀ (cached by the engine): Δ̄_t = C_t B_tᵀ with
-    C_t = (I − U_k U_kᵀ) A_t S_t, so only an m×ρ_t SVD is needed, ρ_t the numerical rank of Δ_t. Exact.
+    C_t = (I − U_k U_kᵀ) A_t S_t (m×ρ_t, ρ_t the numerical rank of Δ_t), and B_t has orthonormal columns, so the
+    triplets of Δ̄_t are those of C_t with right vectors mapped by B_t. When the sum's U is square (m ≤ n),
+    ``U_rest`` = its columns after k spans the complement, I − U_k U_kᵀ = U_rest U_restᵀ, and C_t is replaced by
+    the smaller (r−k)×ρ_t matrix U_restᵀ A_t S_t. The top-s triplets come from the eigendecomposition of the
+    Gram on the smaller side in float64 (:func:`spectral.linalg.top_singular_triplets`, with a residual test and
+    a fallback to the full SVD). Exact.
     """
     A, S, B = layer.task_svd()
     m, n = layer.shape
+    rank_rtol = max(m, n) * torch.finfo(S.dtype).eps  # numerical_rank's tolerance, relative to σ_1
     U_parts, S_parts, V_parts = [], [], []
     for t in range(layer.num_tasks):
         rho = linalg.numerical_rank(S[t], (m, n))
         left = A[t, :, :rho] * S[t, :rho]
-        left = left - U_common @ (U_common.mT @ left)
-        P, D, Q = linalg.svd_of_factored(left, B[t, :, :rho])
-        keep = min(s, linalg.numerical_rank(D, (m, n)) if D.numel() else 0)
-        U_parts.append(P[:, :keep])
-        S_parts.append(D[:keep])
-        V_parts.append(Q[:, :keep])
+        if U_rest is not None:
+            (P, D, Q), _ = linalg.top_singular_triplets(U_rest.mT @ left, s, rank_rtol=rank_rtol)
+            P = U_rest @ P
+        else:
+            left = left - U_common @ (U_common.mT @ left)
+            (P, D, Q), _ = linalg.top_singular_triplets(left, s, rank_rtol=rank_rtol)
+        U_parts.append(P)
+        S_parts.append(D)
+        V_parts.append(B[t, :, :rho] @ Q)
     return torch.cat(U_parts, 1), torch.cat(S_parts), torch.cat(V_parts, 1)
 
 
@@ -71,7 +80,8 @@ def iso_cts(layer: LayerFactors, *, alpha: float = 1.5, common_frac: float = 0.8
     k_eff = min(k, linalg.numerical_rank(S, layer.shape))
     U_k, S_k, V_k = U[:, :k_eff], S[:k_eff], V[:, :k_eff]
     if s > 0:
-        U_ts, S_ts, V_ts = task_specific_directions(layer, U_k, s)
+        U_rest = U[:, k_eff:] if U.shape[0] == U.shape[1] else None  # square U: its tail spans the complement
+        U_ts, S_ts, V_ts = task_specific_directions(layer, U_k, s, U_rest)
     else:
         U_ts, S_ts, V_ts = U[:, :0], S[:0], V[:, :0]
     sigma_bar = (S[:k].sum() + S_ts.sum()) / r
