@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from spectral.housekeeping import note_write
 from spectral.io import atomic_save_tensors, tensor_checksum
 from spectral.linalg import SVD
 
@@ -112,8 +113,6 @@ class SVDCache:
             atomic_save_tensors(self.path(key), tensors, meta)
             with self._lock:
                 self._touched[key] = time.monotonic()
-            from spectral.housekeeping import note_write
-
             note_write(self.root, sum(t.numel() * t.element_size() for t in tensors.values()))
         with self._lock:
             self._remember(key, (U, S, V))

@@ -10,6 +10,7 @@ Checksums are XXH3-128 (xxhash): non-cryptographic, ~10 GB/s, which is what dete
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -71,25 +72,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_save_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: dict[str, str] | None = None) -> None:
     """``safetensors.torch.save_file`` through a temporary file and an atomic rename.
 
-    Tensors are cloned when they share storage with something larger (a row of a batched SVD): safetensors
-    refuses some views and would otherwise write through a pointer into a buffer another thread may reuse.
+    The temporary has a unique name per call (``mkstemp``), so concurrent writers of the same target never write
+    into one file; the last ``os.replace`` wins and readers holding the old file keep reading its old inode.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        save_file({k: _own_storage(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _own_storage(t: Tensor) -> Tensor:
-    t = t.detach()
-    if not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-        return t.contiguous().clone()
-    return t
 
 
 @contextmanager
@@ -100,7 +94,8 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     ...     (tmp / "pixels.npy").write_bytes(...)
 
     If ``path`` already exists (another process finished first, or an older version), the old folder is moved
-    aside and removed after the new one is in place; a reader never sees a half-filled folder at ``path``.
+    aside first (for an instant there is no entry, which readers treat as a miss) and removed after the new one is
+    in place; a reader never sees a half-filled folder at ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,13 +103,20 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, DIR_MODE)
     try:
         yield tmp
-        try:
-            os.rename(tmp, path)  # atomic when path does not exist or is an empty folder
-        except OSError:
+        for _ in range(8):  # another writer may be swapping the same entry at the same moment: retry
+            try:
+                os.rename(tmp, path)  # atomic when path does not exist or is an empty folder
+                return
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-            os.rename(path, old / "old")
-            os.rename(tmp, path)
+            try:
+                os.rename(path, old / "old")
+            except FileNotFoundError:
+                pass
             shutil.rmtree(old, ignore_errors=True)
+        raise OSError(f"could not move {tmp} into place at {path}: other writers keep replacing it")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
