@@ -1,11 +1,9 @@
 """The SVD cache verifies what it serves, and concurrent builders of the same entries both succeed."""
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
