@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamlit.testing.v1 import AppTest
 
     from spectral.app_state import configure_torch_threads, get_workspace
-    from spectral.cli import tqdm_progress
+    from spectral.progress import tqdm_progress
 
     threads = configure_torch_threads(args.threads)
     if args.threads is not None:

@@ -27,6 +27,7 @@ from spectral.app_state import (
     registered_pools,
     zoo_status,
 )
+from spectral.cache import default_cache_dir
 from spectral.errors import SpectralError
 from spectral.figures import registry
 from spectral.figures.export import (
@@ -137,7 +138,17 @@ def sidebar() -> tuple[str, str, bool]:
                               help="auto picks CUDA when present")
         st.radio("Export width", ["auto", "one column", "two columns"], key="export_columns", horizontal=True,
                  persist_state="session", help="Paper template width of the PDF / SVG / PNG downloads")
+        st.caption(_cache_size_line(os.fspath(default_cache_dir())),
+                   help="`python -m spectral cache status` for details, `cache clean` to free space")
     return spec, device, bool(trust)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _cache_size_line(cache_dir: str) -> str:
+    """The cache's size (walks the folder: at most every 30 s, not on every slider move)."""
+    from spectral.housekeeping import cache_summary
+
+    return cache_summary(cache_dir)
 
 
 def leave_legacy_navigation() -> None:

@@ -1,38 +1,34 @@
 """SVD cache: thin-SVD factors keyed by the content hash of what was decomposed.
 
-Two levels: a memory LRU bounded in bytes, and safetensors files under ``<cache_dir>/svd/``. Files are written to a
-temporary name in the same folder and renamed into place (``os.replace`` is atomic), so a reader sees either no
-entry or a complete one; an entry that fails to load or whose factors disagree with the recorded shape is
-treated as a miss, logged, and recomputed.
+Two levels: a memory LRU bounded in bytes, and safetensors files under ``<cache_dir>/svd/``. Files are written
+atomically (:mod:`spectral.io`), so a reader sees either no entry or a complete one. Every entry records the
+XXH3-128 checksum of its tensors (names, dtypes, shapes, bytes) in its header and is verified on every load from
+disk: an entry that fails to load, whose checksum differs (bytes changed after the write), which predates
+checksums, or whose factors disagree with each other is a logged miss, removed, and recomputed by the caller.
+
+Recency for the least-recently-used clean (:mod:`spectral.housekeeping`) is the entry's mtime, touched on every
+hit (atime is not updated on noatime mounts).
 """
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import Tensor
+from safetensors import SafetensorError, safe_open
 
+from spectral.housekeeping import note_write
+from spectral.io import atomic_save_tensors, tensor_checksum
 from spectral.linalg import SVD
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
+FORMAT_VERSION = "2"  # 2: header carries "xxh3_128"; version-1 entries (no checksum) are recomputed
+_TOUCH_EVERY_S = 60.0  # a hot entry's mtime is refreshed at most this often by one process
 
 
 def default_cache_dir() -> Path:
@@ -41,34 +37,6 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "cache"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; cache files are ordinary, shareable files
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, _FILE_MODE)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SVDCache:
@@ -84,6 +52,8 @@ class SVDCache:
         self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
+        self.corrupt = 0  # entries found on disk but rejected (unreadable, checksum mismatch, old format)
+        self._touched: dict[str, float] = {}
 
     # -- paths and status ---------------------------------------------------------------------------------
     def path(self, key: str) -> Path:
@@ -99,8 +69,13 @@ class SVDCache:
         """(number of entries, bytes) on disk."""
         if not self.svd_dir.is_dir():
             return 0, 0
-        files = [p for p in self.svd_dir.glob("*/*.safetensors")]
-        return len(files), sum(p.stat().st_size for p in files)
+        sizes = []
+        for p in self.svd_dir.glob("*/*.safetensors"):
+            try:
+                sizes.append(p.stat().st_size)
+            except FileNotFoundError:  # evicted by another process meanwhile
+                pass
+        return len(sizes), sum(sizes)
 
     def clear_memory(self) -> None:
         with self._lock:
@@ -114,6 +89,7 @@ class SVDCache:
             if key in self._memory:
                 self._memory.move_to_end(key)
                 self.hits += 1
+                self._touch(key)
                 return self._memory[key]
         factors = self._load(key) if self.persist else None
         with self._lock:
@@ -126,13 +102,18 @@ class SVDCache:
 
     def put(self, key: str, factors: SVD, *, shape: tuple[int, int] | None = None) -> None:
         """Store factors (moved to CPU float32 for storage) in memory and, if persisting, on disk."""
-        U, S, V = (f.detach().to("cpu") for f in factors)
+        U, S, V = (f.detach().to("cpu").contiguous() for f in factors)
         if self.persist:
+            tensors = {"U": U, "S": S, "V": V}
             meta = {
                 "format": FORMAT_VERSION,
                 "shape": ",".join(str(d) for d in (shape or (U.shape[0], V.shape[0]))),
+                "xxh3_128": tensor_checksum(tensors),
             }
-            atomic_save_tensors(self.path(key), {"U": U, "S": S, "V": V}, meta)
+            atomic_save_tensors(self.path(key), tensors, meta)
+            with self._lock:
+                self._touched[key] = time.monotonic()
+            note_write(self.root, sum(t.numel() * t.element_size() for t in tensors.values()))
         with self._lock:
             self._remember(key, (U, S, V))
 
@@ -149,23 +130,57 @@ class SVDCache:
             _, old = self._memory.popitem(last=False)
             self._memory_used -= sum(f.numel() * f.element_size() for f in old)
 
+    def _touch(self, key: str) -> None:
+        """Refresh the entry's mtime (its last use, for the LRU clean), at most every ``_TOUCH_EVERY_S``."""
+        if not self.persist:
+            return
+        now = time.monotonic()
+        if now - self._touched.get(key, -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+            return
+        self._touched[key] = now
+        try:
+            os.utime(self.path(key))
+        except OSError:  # evicted meanwhile, or a read-only cache: recency is best effort
+            pass
+
+    def _reject(self, path: Path, ino: int, reason: str) -> None:
+        log.warning("SVD cache entry %s %s; recomputing it", path, reason)
+        with self._lock:
+            self.corrupt += 1
+        try:  # remove it, unless another process has meanwhile replaced it with a fresh entry
+            if path.stat().st_ino == ino:
+                path.unlink()
+        except OSError:
+            pass
+
     def _load(self, key: str) -> SVD | None:
         path = self.path(key)
-        if not path.is_file():
+        try:
+            ino = path.stat().st_ino
+        except FileNotFoundError:
             return None
         try:
-            tensors = load_file(str(path))
-            U, S, V = tensors["U"], tensors["S"], tensors["V"]
+            with safe_open(str(path), framework="pt") as handle:  # one open: header and data of the same file
+                meta = handle.metadata() or {}
+                U, S, V = (handle.get_tensor(name) for name in ("U", "S", "V"))
+        except FileNotFoundError:  # evicted between stat and open
+            return None
         except (SafetensorError, KeyError, OSError, RuntimeError, ValueError) as err:
-            log.warning("SVD cache entry %s is unreadable (%s); recomputing it", path, err)
+            self._reject(path, ino, f"is unreadable ({err})")
+            return None
+        recorded = meta.get("xxh3_128")
+        if recorded is None:
+            self._reject(path, ino, f"has no checksum (format {meta.get('format', '?')}, now {FORMAT_VERSION})")
+            return None
+        actual = tensor_checksum({"U": U, "S": S, "V": V})
+        if actual != recorded:
+            self._reject(path, ino, f"fails its checksum (XXH3-128 {actual}, recorded {recorded}): corrupted")
             return None
         r = S.shape[-1]
         if U.ndim != 2 or V.ndim != 2 or U.shape[1] != r or V.shape[1] != r:
-            log.warning(
-                "SVD cache entry %s has inconsistent factors U%s S%s V%s; recomputing it",
-                path, tuple(U.shape), tuple(S.shape), tuple(V.shape),
-            )
+            self._reject(path, ino, f"has inconsistent factors U{tuple(U.shape)} S{tuple(S.shape)} V{tuple(V.shape)}")
             return None
+        self._touch(key)
         return U, S, V
 
     def __repr__(self) -> str:

@@ -6,15 +6,16 @@ Commands from other parts of the library (zoo, eval, checkpoints, figures) regis
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import importlib
 import json
 import logging
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from spectral.errors import SpectralError
+from spectral.progress import tqdm_progress
 
 log = logging.getLogger("spectral")
 
@@ -25,26 +26,6 @@ COMMAND_MODULES = (
     "spectral.figures.commands",
     "spectral.adapt.commands",
 )
-
-
-@contextmanager
-def tqdm_progress(desc: str = "") -> Iterator[Any]:
-    """A ``progress(i, n, text)`` callback drawing one tqdm bar (re-totalled when n changes)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-    def progress(i: int, n: int, text: str) -> None:
-        if bar.total != n:
-            bar.reset(total=n)
-        bar.n = i
-        bar.set_postfix_str(text[-60:], refresh=False)
-        bar.refresh()
-
-    try:
-        yield progress
-    finally:
-        bar.close()
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -116,6 +97,10 @@ def cmd_cache_build(args: argparse.Namespace) -> int:
     from spectral.engine import Engine
 
     engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device)
+    from spectral.io import remove_stale_temporaries
+
+    for tmp in remove_stale_temporaries(engine.cache.svd_dir):  # left by killed builders (untouched for an hour)
+        log.info("removed stale temporary %s", tmp.path)
     with tqdm_progress("SVD cache") as progress:
         computed = engine.build_cache(progress=progress)
     status = engine.cache_status()
@@ -124,18 +109,98 @@ def cmd_cache_build(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_status(args: argparse.Namespace) -> int:
-    from spectral.engine import Engine
+    from spectral import housekeeping as hk
+    from spectral.cache import default_cache_dir
+    from spectral.io import find_temporaries
 
-    engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device)
-    status = engine.cache_status()
-    entries, size = engine.cache.disk_usage()
-    print(f"{status['cached']}/{status['total']} task matrices cached; "
-          f"{entries} entries, {size / 2**20:.1f} MiB in {engine.cache.svd_dir}")
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if getattr(args, "pool", None) or getattr(args, "base", None):
+        from spectral.engine import Engine
+
+        engine = Engine(load_taskset(args), cache_dir=root, device=args.device)
+        status = engine.cache_status()
+        entries, size = engine.cache.disk_usage()
+        print(f"{status['cached']}/{status['total']} task matrices cached; "
+              f"{entries} entries, {size / 2**20:.1f} MiB in {engine.cache.svd_dir}")
+    usage = hk.usage_by_kind(root)
+    print(f"{root}: {hk.format_size(hk.total_size(root))} on disk")
+    notes = {"svd": "SVD factors, evictable", "images": "preprocessed images, evictable",
+             "heads": "zero-shot heads, evictable", "zoo": "demo zoo, only `cache clean --kind zoo`",
+             "results": "never deleted", "other": "not managed", "temporary": "writes in progress or left behind"}
+    for kind in (*hk.KINDS, "other", "temporary"):
+        n, size = usage[kind]
+        if n or kind in hk.KINDS:
+            print(f"  {kind:10s} {hk.format_size(size):>10s}  {n:6d} entries  ({notes[kind]})")
+    budget = hk.budget_bytes()
+    if budget is not None:
+        print(f"  budget     {hk.format_size(budget):>10s}  ({hk.BUDGET_ENV}: least recently used evictable entries "
+              "are removed after writes)")
+    stale = [t for t in find_temporaries(root) if t.age_s >= args.stale_after]
+    for t in stale:
+        print(f"stale temporary ({t.age_s / 3600:.1f} h old, {hk.format_size(t.size)}): {t.path}")
+    if stale:
+        print(f"{len(stale)} stale temporaries: remove them with `python -m spectral cache clean --temps`")
+    return 0
+
+
+def cmd_cache_clean(args: argparse.Namespace) -> int:
+    from spectral import housekeeping as hk
+    from spectral.cache import default_cache_dir
+    from spectral.io import remove_stale_temporaries
+
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if not (args.kind or args.pool or args.base or args.lru_to is not None or args.temps):
+        raise SpectralError("say what to clean: --kind KIND, --pool POOL, --lru-to SIZE and/or --temps "
+                            "(add --dry-run to list without deleting)")
+    if "results" in (args.kind or []):
+        raise SpectralError("results (results.sqlite, adapt/) are never deleted by `cache clean`")
+    chosen: dict[Path, hk.Entry] = {}
+    for kind in args.kind or []:
+        for e in hk.list_entries(root, [kind]):
+            chosen[e.path] = e
+    if args.pool or args.base:
+        for e in hk.entries_of_pool(root, hk.pool_svd_keys(load_taskset(args))):
+            chosen[e.path] = e
+    if args.lru_to is not None:
+        target = hk.parse_size(args.lru_to)
+        # the size once the entries chosen above are gone, then least recently used entries down to the target
+        remaining = hk.total_size(root) - sum(e.size for e in chosen.values())
+        for e in sorted(hk.list_entries(root, hk.EVICTABLE), key=lambda e: (e.last_used, str(e.path))):
+            if remaining <= target:
+                break
+            if e.path not in chosen:
+                chosen[e.path] = e
+                remaining -= e.size
+        if remaining > target:
+            print(f"note: {hk.format_size(remaining)} remain above {hk.format_size(target)}: results, the zoo and "
+                  "other files are not evicted by --lru-to")
+    entries = list(chosen.values())
+    verb = "would delete" if args.dry_run else "deleting"
+    for e in entries:
+        when = _dt.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+        print(f"{verb} {e.kind:7s} {hk.format_size(e.size):>10s}  last used {when}  {e.path}")
+    by_kind: dict[str, int] = {}
+    for e in entries:
+        by_kind[e.kind] = by_kind.get(e.kind, 0) + e.size
+    summary = ", ".join(f"{k} {hk.format_size(v)}" for k, v in sorted(by_kind.items())) or "nothing"
+    if args.dry_run:
+        print(f"dry run: would delete {len(entries)} entries ({summary}); nothing was deleted")
+        if args.temps:
+            from spectral.io import find_temporaries
+
+            stale = [t for t in find_temporaries(root) if t.age_s >= args.stale_after]
+            print(f"dry run: would delete {len(stale)} stale temporaries")
+        return 0
+    freed = hk.delete(entries, allow_zoo=True)
+    print(f"deleted {len(entries)} entries ({summary}); freed {hk.format_size(freed)}")
+    if args.temps:
+        removed = remove_stale_temporaries(root, older_than_s=args.stale_after)
+        print(f"deleted {len(removed)} stale temporaries ({hk.format_size(sum(t.size for t in removed))})")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from spectral.cache import atomic_save_tensors
+    from spectral.io import atomic_save_tensors
     from spectral.engine import Engine
 
     engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device)
@@ -164,9 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = cache.add_parser("build", help="compute the SVD of every task matrix once")
     add_pool_arguments(p)
     p.set_defaults(func=cmd_cache_build)
-    p = cache.add_parser("status", help="how much of a pool's SVDs is cached")
+    p = cache.add_parser("status", help="size on disk by kind; with a pool, how much of its SVDs is cached")
     add_pool_arguments(p)
+    p.add_argument("--stale-after", type=float, default=3600.0, metavar="SECONDS",
+                   help="temporaries older than this are reported as stale (default: 3600)")
     p.set_defaults(func=cmd_cache_status)
+    p = cache.add_parser("clean", help="delete cache entries by kind, by pool or least recently used (results never)")
+    add_pool_arguments(p)  # --pool / --base: that pool's SVD entries
+    p.add_argument("--kind", action="append", choices=["svd", "images", "heads", "zoo", "results"],
+                   help="delete every entry of this kind (repeatable); results are never deleted")
+    p.add_argument("--lru-to", metavar="SIZE", default=None,
+                   help="delete least recently used svd/images/heads entries until the cache is at most SIZE "
+                        "(e.g. 20G, 500MB, 1.5GiB)")
+    p.add_argument("--temps", action="store_true", help="also delete stale temporaries of interrupted writes")
+    p.add_argument("--stale-after", type=float, default=3600.0, metavar="SECONDS",
+                   help="a temporary untouched this long belongs to no live writer (default: 3600)")
+    p.add_argument("--dry-run", "-n", action="store_true", help="list what would be deleted, delete nothing")
+    p.set_defaults(func=cmd_cache_clean)
 
     p = sub.add_parser("merge", help="merge a pool with one method and write a safetensors state dict")
     add_pool_arguments(p)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from torch import Tensor
 
-from spectral.cache import atomic_save_tensors
+from spectral.io import atomic_save_tensors
 from spectral.adapt.errors import AdaptError
 
 log = logging.getLogger(__name__)

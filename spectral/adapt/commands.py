@@ -46,7 +46,7 @@ def _config(args: argparse.Namespace, **override: Any) -> Any:
 def _adapt(ws: Any, config: Any, args: argparse.Namespace) -> Any:
     """Run (or resume) one adaptation with a tqdm bar; Ctrl-C stops after the current step and checkpoints."""
     from spectral.adapt.run import Adaptation
-    from spectral.cli import tqdm_progress
+    from spectral.progress import tqdm_progress
 
     run = Adaptation(ws.engine, ws.pool, config, cache_dir=args.cache_dir)
     if args.fresh:

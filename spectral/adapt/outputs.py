@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from spectral.adapt.run import AdaptResult
-from spectral.cache import atomic_save_tensors, atomic_write_bytes
+from spectral.io import atomic_save_tensors, atomic_write_bytes
 
 
 def result_summary(result: AdaptResult, accuracies: dict[str, float] | None = None) -> dict[str, Any]:

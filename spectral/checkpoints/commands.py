@@ -59,7 +59,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     out = Path(args.write) if args.write else None
     text = spec_to_yaml(spec, relative_to=out.parent if out else None)
     if out:
-        from spectral.cache import atomic_write_bytes
+        from spectral.io import atomic_write_bytes
 
         atomic_write_bytes(out, text.encode())
         print(f"wrote {out}: {spec.layout} layout, {len(spec.tasks)} tasks")

@@ -719,7 +719,7 @@ def _write_cached_head(key: str, head: Tensor, meta: dict[str, str]) -> None:
     if path is None:
         return
     try:
-        from spectral.cache import atomic_save_tensors
+        from spectral.io import atomic_save_tensors
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors(path, {"head": head.contiguous()}, meta)

@@ -85,7 +85,8 @@ def open_evaluator(args: argparse.Namespace, progress: Any = None):
 def cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from spectral.cli import parse_params, tqdm_progress
+    from spectral.cli import parse_params
+    from spectral.progress import tqdm_progress
 
     with tqdm_progress(f"{args.pool} {args.method}") as progress:
         ev = open_evaluator(args, progress)
@@ -110,7 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(table.to_string())
     print(f"absolute {100 * s.absolute:.2f}%  normalized {100 * s.normalized:.2f}%  NAI {s.nai:.3f}")
     if args.csv:
-        from spectral.cache import atomic_write_bytes
+        from spectral.io import atomic_write_bytes
 
         atomic_write_bytes(Path(args.csv), df.to_csv(index=False).encode())
         print(f"wrote {args.csv}")
@@ -118,7 +119,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from spectral.cli import parse_params, tqdm_progress
+    from spectral.cli import parse_params
+    from spectral.progress import tqdm_progress
     from spectral.eval import sweeps
 
     alphas = _floats(args.alphas)
@@ -151,7 +153,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{ev.pool.name} · {args.kind} sweep · {args.split} split")
     print(summary.to_string(index=False))
     if args.out:
-        from spectral.cache import atomic_write_bytes
+        from spectral.io import atomic_write_bytes
 
         atomic_write_bytes(Path(args.out), df.to_csv(index=False).encode())
         print(f"wrote {args.out} ({len(df)} rows)")

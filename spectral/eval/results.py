@@ -314,7 +314,7 @@ class ResultsStore:
 
     def to_csv(self, path: str | Path, **filters: str | None) -> Path:
         """Write :meth:`to_dataframe` as CSV atomically; returns the path."""
-        from spectral.cache import atomic_write_bytes
+        from spectral.io import atomic_write_bytes
 
         path = Path(path)
         atomic_write_bytes(path, self.to_dataframe(**filters).to_csv(index=False).encode())

@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
-    from spectral.cli import parse_params, tqdm_progress
+    from spectral.cli import parse_params
+    from spectral.progress import tqdm_progress
     from spectral.errors import SpectralError
     from spectral.figures import registry
     from spectral.figures.export import csv_bytes, export_figure, load_settings, settings_yaml, stop_server

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator
 import torch
 from safetensors.torch import load_file
 
-from spectral.cache import atomic_save_tensors, atomic_write_bytes, default_cache_dir
+from spectral.cache import default_cache_dir
+from spectral.io import atomic_save_tensors, atomic_write_bytes
 from spectral.errors import SpectralError
 from spectral.eval.heads import zeroshot_head
 from spectral.pool import add_visual_prefix

@@ -42,7 +42,7 @@ def _num_tasks(args: argparse.Namespace) -> int | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from spectral.cli import tqdm_progress
+    from spectral.progress import tqdm_progress
     from spectral.zoo.build import build_zoo
     from spectral.zoo.pool import ZooPool
 

@@ -21,7 +21,7 @@ import open_clip
 import torch
 from torch import nn
 
-from spectral.cache import atomic_write_bytes
+from spectral.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-from spectral import cache as cache_mod
-from spectral.cache import SVDCache, atomic_write_bytes
+from spectral import io as io_mod
+from spectral.cache import SVDCache
+from spectral.io import atomic_write_bytes
 from spectral.linalg import thin_svd
 
 
@@ -43,7 +44,7 @@ def test_a_torn_write_is_never_read_back(tmp_path, monkeypatch):
             handle.write(b"\x00\x01partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache_mod, "save_file", crash)
+    monkeypatch.setattr(io_mod, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         c.put(key, factors())
     assert not c.path(key).exists()
