@@ -115,7 +115,7 @@ def task_accuracies_in_memory(
             f = features[offset : offset + y.shape[0]]
             offset += y.shape[0]
             pred = (f @ pool.head(t).to(dev, f.dtype).T).argmax(1).cpu()
-            accs[t] = float((pred == y).float().mean()) if y.numel() else math.nan
+            accs[t] = int((pred == y).sum()) / y.numel() if y.numel() else math.nan
             counts[t] = int(y.numel())
     return accs, counts
 

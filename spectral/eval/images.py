@@ -101,7 +101,10 @@ def split_transform(transform: Any) -> PixelTransform | None:
     if len(mean) != 3 or len(std) != 3:
         return None
     stage = Compose(steps[:cut])
-    description = f"v{FORMAT_VERSION}|" + " ".join(repr(s).split()) + f"|mean={mean}|std={std}"
+    described = [" ".join(repr(step).split()) + repr(sorted((k, repr(v)) for k, v in vars(step).items()
+                                                              if not k.startswith("_") and k != "training"))
+                 for step in steps[:cut]]
+    description = f"v{FORMAT_VERSION}|" + "|".join(described) + f"|mean={mean}|std={std}"
     return PixelTransform(stage, mean, std, description)  # type: ignore[arg-type]
 
 
@@ -235,7 +238,7 @@ class CachedImages:
 
     def read(self, indices: Sequence[int] | slice) -> Tensor:
         """(B, 3, H, W) uint8 of the rows at ``indices``, each checked against its CRC-32."""
-        rows = np.ascontiguousarray(self.pixels[indices])
+        rows = np.array(self.pixels[indices], copy=True, order="C")  # owned: what was checked is what is used
         want = self.crc[indices]
         for j in range(rows.shape[0]):
             if zlib.crc32(rows[j].data) != int(want[j]):
