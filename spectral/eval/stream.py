@@ -167,6 +167,7 @@ class FileSource(EvalSource):
         entry = self.cached()
         batch = _stream_batch(batch_size, self._image_shape())
         if entry is not None:
+            self.mode = "cached pixels"
             self.cached_passes += 1
             n = len(indices) if indices is not None else len(entry)
             for start in range(0, n, batch):
@@ -179,7 +180,9 @@ class FileSource(EvalSource):
             return
         self.decoded_passes += 1
         writer = None
+        self.mode = "decoding images"
         if self.use_cache and indices is None:
+            self.mode = "decoding images and writing the image cache"
             writer = image_cache.EntryWriter(self.key, self.split.name, len(self), self._image_shape(),
                                              t.description, self.cache_dir)
         committed = False
@@ -352,7 +355,8 @@ def streamed_accuracies(
                         pred = (features.float() @ head.T).argmax(1).cpu()
                         correct += int((pred == y).sum())
                         seen += int(y.numel())
-                        progress(done + seen, total, f"evaluating {t}")
+                        mode = getattr(sources[t], "mode", "")
+                        progress(done + seen, total, f"evaluating {t}" + (f" ({mode})" if mode else ""))
                     break
                 except image_cache.ImageCacheCorrupt as err:
                     if attempt:
