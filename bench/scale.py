@@ -9,7 +9,7 @@ side (smooth random content, JPEG quality 90), so every mode resizes and centre-
 
 Each mode evaluates the zero-shot model on every task (one model; ``python -m spectral eval`` does this once per
 model it reports) in a fresh subprocess; the parent reads that process's own peak RSS (``ru_maxrss``) and its
-DataLoader workers' (their summed RSS, sampled from /proc every 0.2 s). Lines ``name: value``; a line starting with ``#``
+DataLoader workers' (their summed PSS, sampled from /proc every 0.2 s). Lines ``name: value``; a line starting with ``#``
 is a comment. Absolute times depend on the machine's load; the ratios compare modes of the same run.
 
     python bench/scale.py                       # scales 0.005 and 0.02 of the real sizes (~440 and ~1,750 images)
@@ -105,9 +105,11 @@ def make_pool(root: Path, tasks: int, architecture: str = "ViT-B-32"):  # noqa: 
 
 
 class ChildRss:
-    """Samples the summed RSS of this process's live child processes (DataLoader workers) from /proc every 0.2 s;
-    ``peak_mb`` is the largest sum seen (ru_maxrss of RUSAGE_CHILDREN would also count short-lived helper
-    processes that torch and open_clip start at import)."""
+    """Samples the summed proportional set size (PSS: shared pages divided among their sharers, so the pages a
+    forked worker shares with its parent are not counted twice) of this process's live child processes (the
+    DataLoader workers) from /proc every 0.2 s; ``peak_mb`` is the largest sum seen. (``ru_maxrss`` of
+    RUSAGE_CHILDREN would count whole shared pages, and short-lived helpers that torch and open_clip start at
+    import.)"""
 
     def __init__(self) -> None:
         import threading
@@ -117,15 +119,17 @@ class ChildRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> float:
-        me, total = os.getpid(), 0
+        me, total_kb = os.getpid(), 0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == me:  # ppid
-                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # rss in pages
-            except (OSError, IndexError, ValueError):
+                if int(fields[1]) != me:  # ppid
+                    continue
+                rollup = (stat.parent / "smaps_rollup").read_text()
+                total_kb += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
+            except (OSError, IndexError, ValueError, StopIteration):
                 continue
-        return total / 2**20
+        return total_kb / 1024
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"{mode}_{scale:g}"
                 print(f"{tag}_images: {r['images']}")
                 print(f"{tag}_peak_rss_mb: {r['rss_mb']:.0f}")
-                print(f"{tag}_worker_peak_rss_mb: {r['worker_rss_mb']:.0f}")
+                print(f"{tag}_worker_peak_pss_mb: {r['worker_rss_mb']:.0f}")
                 print(f"{tag}_images_per_s: {r['images'] / r['seconds']:.2f}")
             if len(scales) >= 2:
                 a, b = results[mode][0], results[mode][-1]
