@@ -444,7 +444,12 @@ class Workspace:
         size = int(os.environ.get("SPECTRAL_LIVE_SUBSAMPLE", LIVE_SUBSAMPLE))
         if size <= 0:
             return None
-        return size if self.evaluator.largest_split(self.eval_split) > size else None
+        try:
+            largest = self.evaluator.largest_split(self.eval_split)
+        except Exception as err:  # noqa: BLE001 - a missing data folder: the evaluation itself reports it
+            log.debug("split sizes unknown (%s): no estimate stage", err)
+            return None
+        return size if largest > size else None
 
     def compressed_accuracy(self, task: str, k_frac: float) -> float:
         """Accuracy (%) of TSV-C of one task at a rank fraction, on its own task (TSV Eq. 7), stored."""
