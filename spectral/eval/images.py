@@ -10,15 +10,18 @@ BLAKE2b digest of each file's bytes), the labels and the transform's description
 
 Layout of an entry ``<cache>/images/<name>-<key[:20]>/``:
 
-- ``pixels.npy``  (N, 3, H, W) uint8, NumPy's ``.npy`` format, memory-mapped for reading;
+- ``pixels.npy``  (N, 3, H, W) uint8, NumPy's ``.npy`` format, rows read and written in place by position;
 - ``labels.npy``  (N,) int64;
 - ``crc32.npy``   (N,) uint32, the CRC-32 of every image's bytes, checked on every read of that image;
 - ``meta.json``   key, shape, transform, number of images, and a SHA-256 of the CRC table and labels.
 
-Why ``.npy`` (``numpy.lib.format.open_memmap``) and not safetensors: an entry is written image by image while the
-split streams through the evaluator, and safetensors can only save tensors that are whole in memory (87k
-ViT-B/32 test images are 13 GB of pixels). ``.npy`` is a documented, memory-mappable format with its shape and
-dtype in the header, written incrementally through a memmap; reading maps pages on demand.
+Why ``.npy`` and not safetensors: an entry is written image by image while the split streams through the
+evaluator, and safetensors can only save tensors that are whole in memory (87k ViT-B/32 test images are 13 GB of
+pixels). ``.npy`` is a documented format with shape and dtype in its header (``numpy.lib.format`` writes it and
+sizes the file), after which row i lives at a fixed offset. Rows are read with positioned reads, not through a
+memory map (``np.load(mmap_mode="r")`` would work, and ``np.load`` still opens an entry): a mapped file's pages
+count toward the process's resident set, so peak RSS would grow by 0.14 MB with every 224-px image read, while
+read() leaves them in the kernel's page cache, outside the process (and reclaimable).
 
 Writes are atomic: an entry is built in ``.<name>.<random>.tmp/`` beside its final folder and renamed into
 place after every file is flushed (``meta.json`` last); a crash leaves only the temp folder, which is never read
@@ -217,13 +220,23 @@ class CachedImages:
         self.path = path
         self.key = key
         self.meta = meta
-        self.pixels = np.load(path / "pixels.npy", mmap_mode="r")
         self.labels_array = np.load(path / "labels.npy")
         self.crc = np.load(path / "crc32.npy")
         n = int(meta["n"])
         shape = (n, *meta["shape"])
-        if tuple(self.pixels.shape) != shape or self.pixels.dtype != np.uint8:
-            raise ImageCacheCorrupt(f"{path / 'pixels.npy'}: shape {self.pixels.shape}, meta.json says {shape}")
+        with open(path / "pixels.npy", "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            file_shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if tuple(file_shape) != shape or dtype != np.uint8 or fortran:
+            raise ImageCacheCorrupt(f"{path / 'pixels.npy'}: shape {file_shape} {dtype}, meta.json says {shape}")
+        self.row_shape = tuple(int(d) for d in meta["shape"])
+        self.row_bytes = int(np.prod(self.row_shape))
+        if (path / "pixels.npy").stat().st_size != self.offset + n * self.row_bytes:
+            raise ImageCacheCorrupt(f"{path / 'pixels.npy'}: truncated or padded")
+        self.pixels_path = path / "pixels.npy"
         if self.crc.shape != (n,) or self.labels_array.shape != (n,):
             raise ImageCacheCorrupt(f"{path}: crc32.npy / labels.npy do not hold {n} entries")
         if _table_digest(self.crc, self.labels_array) != meta.get("tables_sha256"):
@@ -236,14 +249,47 @@ class CachedImages:
     def labels(self) -> Tensor:
         return torch.from_numpy(self.labels_array.astype(np.int64))
 
+    def _runs(self, indices: Sequence[int] | slice) -> list[tuple[int, int]]:
+        if isinstance(indices, slice):
+            start, stop, step = indices.indices(len(self))
+            if step != 1:
+                return [(i, 1) for i in range(start, stop, step)]
+            return [(start, stop - start)] if stop > start else []
+        runs: list[tuple[int, int]] = []
+        for i in (int(j) for j in indices):
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((i, 1))
+        return runs
+
     def read(self, indices: Sequence[int] | slice) -> Tensor:
-        """(B, 3, H, W) uint8 of the rows at ``indices``, each checked against its CRC-32."""
-        rows = np.array(self.pixels[indices], copy=True, order="C")  # owned: what was checked is what is used
-        want = self.crc[indices]
+        """(B, 3, H, W) uint8 of the rows at ``indices``, each checked against its CRC-32.
+
+        Positioned reads (``os.pread``, one per run of consecutive rows) rather than a memory map: pages of a
+        mapped file count toward the process's resident set, so a mapped 13 GB cache would make the RSS grow with
+        every image read; read() leaves them in the page cache, outside the process."""
+        runs = self._runs(indices)
+        count = sum(n for _, n in runs)
+        buffer = bytearray(count * self.row_bytes)
+        view = memoryview(buffer)
+        fd = os.open(self.pixels_path, os.O_RDONLY)
+        try:
+            pos = 0
+            for start, n in runs:
+                want_bytes = n * self.row_bytes
+                got = os.preadv(fd, [view[pos:pos + want_bytes]], self.offset + start * self.row_bytes)
+                if got != want_bytes:
+                    raise ImageCacheCorrupt(f"{self.pixels_path}: short read at image {start}")
+                pos += want_bytes
+        finally:
+            os.close(fd)
+        rows = np.frombuffer(buffer, dtype=np.uint8).reshape(count, *self.row_shape)
+        order = [i for start, n in runs for i in range(start, start + n)]
+        want = self.crc[order]
         for j in range(rows.shape[0]):
             if zlib.crc32(rows[j].data) != int(want[j]):
-                where = indices.start + j if isinstance(indices, slice) else indices[j]
-                raise ImageCacheCorrupt(f"{self.path / 'pixels.npy'}: image {where} fails its CRC-32")
+                raise ImageCacheCorrupt(f"{self.path / 'pixels.npy'}: image {order[j]} fails its CRC-32")
         return torch.from_numpy(rows)
 
     def touch(self) -> None:
@@ -294,8 +340,11 @@ class EntryWriter:
             shutil.rmtree(stale, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
         self.key, self.n, self.shape, self.transform = key, n, tuple(shape), transform
-        self.pixels = np.lib.format.open_memmap(self.tmp / "pixels.npy", mode="w+", dtype=np.uint8,
-                                                shape=(n, *shape))
+        header = np.lib.format.open_memmap(self.tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
+        self.offset = int(header.offset)
+        del header  # the header is written and the file sized; rows go in by pwrite (see CachedImages.read)
+        self.row_bytes = int(np.prod(shape))
+        self.fd = os.open(self.tmp / "pixels.npy", os.O_WRONLY)
         self.crc = np.zeros(n, dtype=np.uint32)
         self.labels = np.full(n, -1, dtype=np.int64)
         self.filled = np.zeros(n, dtype=bool)
@@ -305,23 +354,27 @@ class EntryWriter:
         if tuple(rows.shape[1:]) != self.shape:
             raise ImageCacheCorrupt(f"{self.tmp}: image of shape {tuple(rows.shape[1:])}, entry holds {self.shape}")
         stop = start + rows.shape[0]
-        self.pixels[start:stop] = rows
+        rows = np.ascontiguousarray(rows)
+        data = memoryview(rows).cast("B")
+        if os.pwrite(self.fd, data, self.offset + start * self.row_bytes) != len(data):
+            raise ImageCacheCorrupt(f"{self.tmp / 'pixels.npy'}: short write at image {start}")
         for j in range(rows.shape[0]):
-            self.crc[start + j] = zlib.crc32(np.ascontiguousarray(rows[j]).data)
+            self.crc[start + j] = zlib.crc32(rows[j].data)
         self.labels[start:stop] = labels.numpy()
         self.filled[start:stop] = True
 
     def commit(self) -> Path:
         if not self.filled.all():
             raise ImageCacheCorrupt(f"{self.tmp}: only {int(self.filled.sum())} of {self.n} images written")
-        self.pixels.flush()
-        del self.pixels
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
         for fname, array in (("labels.npy", self.labels), ("crc32.npy", self.crc)):
             np.save(self.tmp / fname, array)
         meta = {"format": FORMAT_VERSION, "key": self.key, "n": self.n, "shape": list(self.shape),
                 "transform": self.transform, "tables_sha256": _table_digest(self.crc, self.labels),
                 "created": time.time()}
-        for fname in ("pixels.npy", "labels.npy", "crc32.npy"):
+        for fname in ("labels.npy", "crc32.npy"):
             with open(self.tmp / fname, "rb+") as f:
                 os.fsync(f.fileno())
         with open(self.tmp / "meta.json", "w") as f:
@@ -336,6 +389,7 @@ class EntryWriter:
         return self.final
 
     def abort(self) -> None:
-        if hasattr(self, "pixels"):
-            del self.pixels
+        if getattr(self, "fd", -1) >= 0:
+            os.close(self.fd)
+            self.fd = -1
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -278,7 +278,7 @@ def eval_source(pool: ModelPool, task: str, split: str = "test", *, cache_dir: s
     key = (task, split, str(cache_dir), image_cache_on, in_memory)
     if key not in store:
         ds = pool.dataset(task, split)  # type: ignore[arg-type]
-        files = image_cache.file_split(ds, name=f"{pool.name}-{task}-{split}")
+        files = image_cache.file_split(ds, name=f"{task}-{split}")  # content-keyed: pools share entries
         source: EvalSource
         if files is not None:
             source = FileSource(files, cache_dir=cache_dir, use_cache=image_cache_on)
