@@ -320,6 +320,19 @@ def figure_data(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> regist
     return wait_for(job, f"Computing: {title}…")
 
 
+def figure_ready(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> bool:
+    """Whether a figure's data is already memoised (shown at once, without a progress bar)."""
+    return registry.data_key(kind, registry.resolve_settings(kind, settings)) in ws.memo
+
+
+def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
+    """Start (or find) the background job computing a figure's data, without waiting for it."""
+    resolved = registry.resolve_settings(kind, settings)
+    return ws.compute(registry.data_key(kind, resolved),
+                      lambda progress: registry.get_kind(kind).compute(ws, resolved, progress),
+                      label=registry.get_kind(kind).title)
+
+
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,
                 caption: str | None = None) -> registry.FigureData | None:
     """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads."""

@@ -45,24 +45,51 @@ def lab() -> None:
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
                      format_func=lambda v: "absolute accuracy (%)" if v == "accuracy" else "normalised accuracy",
                      bind="query-params", persist_state="session")
+    settings = {"methods": methods, "params": params, "value": value, "adapted": adapted}
+    # On pools with large test splits: a stratified subsample first (seconds), the whole split in the background.
+    live_n = ws.live_subsample()
+    estimate = live_n is not None and not _ui.figure_ready(ws, "radar", settings)
+    shown = {**settings, "subsample": live_n} if estimate else settings
+    st.session_state["ml_refining"] = settings if estimate else None
     left, right = st.columns([3, 2])
     with left:
-        data = _ui.show_figure(ws, "radar", {"methods": methods, "params": params, "value": value,
-                                                   "adapted": adapted}, key="radar",
-                               caption="Per-dataset accuracy of each merge against the zero-shot model and each "
-                                       "task's own fine-tuned model (TSV Fig. 4).")
+        caption = ("Per-dataset accuracy of each merge against the zero-shot model and each task's own fine-tuned "
+                   "model (TSV Fig. 4).")
+        if estimate:
+            caption += (f" **Estimate** from a fixed, class-stratified subsample of {live_n} test images per task; "
+                        "bars: 95% Wilson intervals. The whole test split is being evaluated in the background.")
+        data = _ui.show_figure(ws, "radar", shown, key="radar", caption=caption)
     with right:
         if data is not None:
-            st.subheader("Mean over tasks")
-            summary = analysis.accuracy_summary(data.table)
-            st.dataframe(summary.style.format({"accuracy": "{:.2f}", "normalised": "{:.3f}", "nai": "{:.3f}"}),
-                         hide_index=True, width="stretch")
-            st.subheader("Per task")
-            wide = data.table.pivot(index="task", columns="model", values="accuracy")
-            wide = wide[list(dict.fromkeys(data.table.model))]
-            st.dataframe(wide.style.format("{:.1f}"), width="stretch")
+            mean, wide = analysis.accuracy_display(data.table)
+            st.subheader("Mean over tasks" + (" (estimate)" if estimate else ""))
+            st.dataframe(mean, hide_index=True, width="stretch")
+            st.subheader("Per task" + (" (estimate, ± 95% interval)" if estimate else ""))
+            st.dataframe(wide, width="stretch")
+            if estimate:
+                st.caption(f"± : half-width of the 95% Wilson interval from {live_n} images per task (mean: normal "
+                           "approximation over tasks). Exact numbers replace these when the full split is done.")
+            elif live_n is not None:
+                st.caption("Exact: every number rests on the whole test split.")
             _ui.table_download("Per-task table (CSV)", data.table, f"merge-lab-{ws.spec}.csv".replace("/", "_"),
                                "dl_ml_table")
 
 
+@st.fragment(run_every=1.0)
+def refinement() -> None:
+    """Runs the whole-split evaluation of the estimate on screen in the background and swaps it in when done."""
+    settings = st.session_state.get("ml_refining")
+    if not settings:
+        return
+    job = _ui.figure_job(ws, "radar", settings)
+    if job.done:
+        if job.failed:
+            st.error(f"Evaluating the whole test split failed: {job.error}")
+            return
+        st.session_state["ml_refining"] = None
+        st.rerun(scope="app")
+    st.progress(job.fraction, text=f"Refining to the whole test split: {job.text}")
+
+
 lab()
+refinement()

@@ -459,10 +459,59 @@ def accuracy_table(
 
 
 def accuracy_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean absolute accuracy, normalised accuracy and NAI per model (TSV Tab. 1-2, Iso Tab. 1), in table order."""
+    """Mean absolute accuracy, normalised accuracy and NAI per model (TSV Tab. 1-2, Iso Tab. 1), in table order.
+    Tables of subsample estimates (:func:`with_intervals`) also get ``pm``: the half-width (%) of a 95 % normal
+    interval of the mean over tasks (:func:`spectral.metrics.estimate.mean_interval_halfwidth`)."""
     order = list(dict.fromkeys(table.model))
     out = table.groupby("model", sort=False)[["accuracy", "normalised", "nai"]].mean().reindex(order)
+    if "subsample" in table and (table.subsample > 0).any():
+        from spectral.metrics.estimate import mean_interval_halfwidth
+
+        pm = {m: 100.0 * mean_interval_halfwidth(list(sel.accuracy / 100.0), [int(n) for n in sel.n])
+              if (sel.subsample > 0).all() else math.nan for m, sel in table.groupby("model", sort=False)}
+        out["pm"] = [pm.get(m, math.nan) for m in out.index]
     return out.reset_index()
+
+
+def accuracy_display(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean table, per-task table) as strings for the merge lab: "71.2 ± 3.1" where a number is a subsample
+    estimate (± is half the 95 % Wilson interval's width, which is not quite symmetric: the CSV has ``lo`` and
+    ``hi``), plain "71.2" where it rests on the whole split."""
+    summary = accuracy_summary(table)
+    mean = pd.DataFrame({"model": summary.model})
+    pm = summary["pm"] if "pm" in summary else pd.Series([math.nan] * len(summary))
+    mean["accuracy"] = [f"{a:.2f}" + (f" ± {h:.2f}" if not math.isnan(h) else "") for a, h in zip(summary.accuracy, pm)]
+    mean["normalised"] = [f"{v:.3f}" for v in summary.normalised]
+    mean["nai"] = [f"{v:.3f}" for v in summary.nai]
+    has_ci = "subsample" in table
+    cells = {}
+    for row in table.itertuples():
+        text = f"{row.accuracy:.1f}"
+        if has_ci and row.subsample > 0 and not math.isnan(row.lo):
+            text += f" ± {(row.hi - row.lo) / 2:.1f}"
+        cells[(row.task, row.model)] = text
+    models = list(dict.fromkeys(table.model))
+    tasks = list(dict.fromkeys(table.task))
+    wide = pd.DataFrame([[cells.get((t, m), "") for m in models] for t in tasks], index=pd.Index(tasks, name="task"),
+                        columns=models)
+    return mean, wide
+
+
+def with_intervals(table: pd.DataFrame, results: Mapping[str, Any]) -> pd.DataFrame:
+    """An :func:`accuracy_table` with, per row, ``n`` (images the number rests on), ``lo`` / ``hi`` (95 % Wilson
+    interval, %) and ``subsample`` (0: the whole split), from each model's stored result (by label); rows of
+    other models (stored adaptation results) get NaN."""
+    out = table.copy()
+    n, lo, hi, sub = [], [], [], []
+    for model, task in zip(out.model, out.task):
+        r = results.get(model)
+        if r is None or task not in r.accuracies:
+            n.append(math.nan), lo.append(math.nan), hi.append(math.nan), sub.append(0)
+            continue
+        a, b = r.intervals()[task]
+        n.append(r.counts.get(task, 0)), lo.append(100.0 * a), hi.append(100.0 * b), sub.append(r.key.subsample)
+    out["n"], out["lo"], out["hi"], out["subsample"] = n, lo, hi, sub
+    return out
 
 
 def alignment_points(

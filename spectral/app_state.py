@@ -404,30 +404,52 @@ class Workspace:
         return {t: 100.0 * a for t, a in accs.items()}
 
     def accuracies(self, model: str, method_params: Mapping[str, Any] | None = None,
-                   progress: Progress | None = None, *, split: str | None = None) -> dict[str, float]:
+                   progress: Progress | None = None, *, split: str | None = None,
+                   subsample: int | None = None) -> dict[str, float]:
         """Per-task accuracy (%) of ``"zeroshot"``, ``"finetuned"`` (each task's own fine-tuned model on its task)
         or a merge method with its parameters; memoised here and kept in the results store (SQLite in the cache),
-        so no (pool, method, parameters) is evaluated twice, across sessions and restarts."""
+        so no (pool, method, parameters) is evaluated twice, across sessions and restarts. ``subsample``: an
+        estimate from that many images per task (see :meth:`live_subsample`)."""
+        result = self.accuracy_result(model, method_params, progress, split=split, subsample=subsample)
+        return {t: 100.0 * a for t, a in result.accuracies.items()}
+
+    def accuracy_result(self, model: str, method_params: Mapping[str, Any] | None = None,
+                        progress: Progress | None = None, *, split: str | None = None,
+                        subsample: int | None = None) -> Any:
+        """:meth:`accuracies` as the store's :class:`~spectral.eval.results.Result` (fractions, images per task,
+        whether it is a subsample estimate, Wilson intervals)."""
         assert self.engine is not None and self.evaluator is not None
         params = dict(method_params or {})
         split = split or self.eval_split
-        key: Hashable = ("accuracy", model, freeze(params))
+        key: Hashable = ("accuracy-result", model, freeze(params))
         if split != self.eval_split:
             key = (*key, split)
+        if subsample:
+            key = (*key, "subsample", int(subsample))
         ev = self.evaluator
 
-        def compute(progress: Progress) -> dict[str, float]:
+        def compute(progress: Progress) -> Any:
             with _EVAL_LOCK:
-                if model == "zeroshot":
-                    accs = ev.zeroshot(split)
-                elif model == "finetuned":
-                    accs = ev.finetuned(split)
-                else:
-                    self.engine.resolve(model, params)  # a named error for a bad parameter, before any work
-                    accs = ev.merged(model, split=split, progress=progress, **params)
-            return {t: 100.0 * a for t, a in accs.items()}
+                if model in ("zeroshot", "finetuned"):
+                    return ev.reference_result(model, split, subsample=subsample or 0, progress=progress)
+                self.engine.resolve(model, params)  # a named error for a bad parameter, before any work
+                return ev.merged_result(model, split=split, progress=progress, subsample=subsample or 0, **params)
 
         return self.cached(key, compute, progress)
+
+    def live_subsample(self) -> int | None:
+        """Images per task of the merge lab's live estimate (``$SPECTRAL_LIVE_SUBSAMPLE``, default 256), or
+        None when no task's split is larger: small splits (the demo zoo) are evaluated exactly at once."""
+        assert self.evaluator is not None
+        size = int(os.environ.get("SPECTRAL_LIVE_SUBSAMPLE", LIVE_SUBSAMPLE))
+        if size <= 0:
+            return None
+        try:
+            largest = self.evaluator.largest_split(self.eval_split)
+        except Exception as err:  # noqa: BLE001 - a missing data folder: the evaluation itself reports it
+            log.debug("split sizes unknown (%s): no estimate stage", err)
+            return None
+        return size if largest > size else None
 
     def compressed_accuracy(self, task: str, k_frac: float) -> float:
         """Accuracy (%) of TSV-C of one task at a rank fraction, on its own task (TSV Eq. 7), stored."""
@@ -441,6 +463,8 @@ class Workspace:
 
 
 _EVAL_LOCK = threading.RLock()
+#: images per task of the merge lab's first, estimated accuracies on pools with larger splits
+LIVE_SUBSAMPLE = 256
 
 
 def _make_evaluator(pool: ModelPool, engine: Engine, cache_dir: str | None, split: str) -> Any:

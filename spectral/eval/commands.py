@@ -52,6 +52,12 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache folder (default: cache/ or $SPECTRAL_CACHE_DIR)")
     p.add_argument("--store", default=None, help="results database (default: <cache>/results.sqlite)")
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled checkpoints (runs code: trusted only)")
+    p.add_argument("--subsample", type=int, default=None, metavar="N",
+                   help="quick look: evaluate a fixed, seeded, class-stratified subsample of N images per task and "
+                        "report 95%% Wilson intervals (default: the whole split)")
+    p.add_argument("--no-image-cache", action="store_true",
+                   help="decode image files on every pass instead of caching preprocessed uint8 pixels in "
+                        "<cache>/images/")
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -79,7 +85,9 @@ def open_evaluator(args: argparse.Namespace, progress: Any = None):
         from spectral.cli import open_pool
 
         pool = open_pool(args.pool, trust_pickle=args.trust_pickle)
-    return Evaluator(pool, store=_store_path(args), split=args.split, device=args.device, cache_dir=args.cache_dir)
+    return Evaluator(pool, store=_store_path(args), split=args.split, device=args.device, cache_dir=args.cache_dir,
+                     subsample=getattr(args, "subsample", None),
+                     image_cache=not getattr(args, "no_image_cache", False))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -90,22 +98,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     with tqdm_progress(f"{args.pool} {args.method}") as progress:
         ev = open_evaluator(args, progress)
-        zs, ft = ev.zeroshot(), ev.finetuned()
-        if args.method == "zeroshot":
-            accs = zs
-        elif args.method == "finetuned":
-            accs = ft
+        zs, ft = ev.zeroshot(progress=progress), ev.finetuned(progress=progress)
+        if args.method in ("zeroshot", "finetuned"):
+            result = ev.reference_result(args.method)
         else:
-            accs = ev.merged(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
+            result = ev.merged_result(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
+        accs = dict(result.accuracies)
     s = ev.summary(accs)
     df = pd.DataFrame({"task": list(accs), "accuracy": list(accs.values()), "finetuned": [ft[t] for t in accs],
                        "zeroshot": [zs[t] for t in accs], "normalized": [s.normalized_per_task.get(t) for t in accs],
-                       "nai": [s.nai_per_task.get(t) for t in accs]})
+                       "nai": [s.nai_per_task.get(t) for t in accs], "images": [result.counts.get(t) for t in accs]})
+    if result.is_subsample:
+        ci = result.intervals()
+        df["ci_low"], df["ci_high"] = [ci[t][0] for t in accs], [ci[t][1] for t in accs]
     params = {} if args.method in ("zeroshot", "finetuned") else ev.resolve(args.method, args.alpha,
                                                                              **parse_params(args.param))
-    print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split")
+    scope = (f"estimate: stratified subsample of {result.key.subsample} images per task, 95% Wilson interval"
+             if result.is_subsample else "whole split")
+    print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split · {scope}")
     table = df.set_index("task")
-    pct = ["accuracy", "finetuned", "zeroshot", "normalized"]
+    pct = ["accuracy", "finetuned", "zeroshot", "normalized"] + (["ci_low", "ci_high"] if result.is_subsample else [])
     table[pct] = (table[pct] * 100).round(2)
     table["nai"] = table["nai"].astype(float).round(3)
     print(table.to_string())

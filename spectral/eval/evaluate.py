@@ -1,8 +1,10 @@
 """Accuracy of any image-tower state dict on the tasks of a model pool, and the cached evaluator on top.
 
 - :func:`task_accuracies` is the pure computation: load the canonical ``visual.*`` state dict into the pool's
-  image tower (eval mode, ``torch.inference_mode``), embed the test images of every requested task in one batched
-  pass, classify each task's images with its frozen head.
+  image tower (eval mode, ``torch.inference_mode``), stream each task's test images through it batch by batch
+  (:mod:`spectral.eval.stream`: worker processes, the preprocessed-image cache) and classify them with the task's
+  frozen head. Memory does not grow with the test set. :func:`task_accuracies_in_memory` is the former way
+  (every split held as float32 and concatenated), kept for ``bench/scale.py`` and the equality tests.
 - :class:`Evaluator` ties a pool, the merge :class:`~spectral.engine.Engine` and the :class:`ResultsStore`
   together: ``zeroshot()``, ``finetuned()``, ``merged(method, alpha=…, **params)``, ``compressed(task, k_frac)``
   return per-task accuracies and never evaluate the same (pool, method, params, split, code) twice.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -20,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from spectral.eval.results import ResultKey, ResultsStore, code_version, pool_fingerprint
+from spectral.eval.results import Result, ResultKey, ResultsStore, code_version, pool_fingerprint
 from spectral.linalg import resolve_device
 from spectral.pool import ModelPool, strip_visual_prefix
 
@@ -53,11 +56,9 @@ def eval_tensors(pool: ModelPool, task: str, split: str = "test") -> tuple[Tenso
 
 
 def _encoder(pool: ModelPool, device: torch.device) -> nn.Module:
-    cache: dict[str, nn.Module] = pool.__dict__.setdefault("_spectral_eval_encoder", {})
-    key = str(device)
-    if key not in cache:
-        cache[key] = pool.build_image_encoder().to(device).eval()
-    return cache[key]
+    from spectral.eval.stream import _encoder as encoder
+
+    return encoder(pool, device)
 
 
 def task_accuracies(
@@ -69,8 +70,31 @@ def task_accuracies(
     device: str | torch.device = "auto",
     batch_size: int = 1024,
     progress: Progress | None = None,
+    subsample: int | None = None,
+    cache_dir: str | Path | None = None,
+    image_cache: bool = True,
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """(accuracy per task, number of images per task) of a canonical image-tower state dict on ``split``."""
+    """(accuracy per task, number of images per task) of a canonical image-tower state dict on ``split`` (or a
+    stratified ``subsample`` of each task's split), streamed: see :func:`spectral.eval.stream.streamed_accuracies`."""
+    from spectral.eval.stream import streamed_accuracies
+
+    return streamed_accuracies(pool, state_dict, tasks=tasks, split=split, device=device, batch_size=batch_size,
+                               progress=progress, subsample=subsample, cache_dir=cache_dir,
+                               image_cache_on=image_cache)
+
+
+def task_accuracies_in_memory(
+    pool: ModelPool,
+    state_dict: Mapping[str, Tensor],
+    *,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    device: str | torch.device = "auto",
+    batch_size: int = 1024,
+    progress: Progress | None = None,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """The former evaluation: every split held as float32 (:func:`eval_tensors`) and concatenated; memory grows
+    by ~1.2 MB per 224-px test image. Kept as the reference of ``bench/scale.py`` and the equality tests."""
     progress = progress or _noop
     tasks = list(tasks) if tasks is not None else list(pool.task_names)
     dev = resolve_device(device)
@@ -91,7 +115,7 @@ def task_accuracies(
             f = features[offset : offset + y.shape[0]]
             offset += y.shape[0]
             pred = (f @ pool.head(t).to(dev, f.dtype).T).argmax(1).cpu()
-            accs[t] = float((pred == y).float().mean()) if y.numel() else math.nan
+            accs[t] = int((pred == y).sum()) / y.numel() if y.numel() else math.nan
             counts[t] = int(y.numel())
     return accs, counts
 
@@ -144,7 +168,10 @@ class Evaluator:
 
     ``store``: a :class:`ResultsStore`, a path to one, ``None`` for the default ``<cache>/results.sqlite``, or
     ``False`` to keep results in memory only. ``engine``: a :class:`spectral.engine.Engine` over this pool's
-    TaskSet (built lazily when needed). ``version`` overrides :func:`code_version` (tests).
+    TaskSet (built lazily when needed). ``version`` overrides :func:`code_version` (tests). ``subsample``: evaluate
+    a fixed, seeded, class-stratified subsample of that many images per task instead of the whole split (a live
+    estimate, stored as such); every model method also takes ``subsample=`` per call. ``image_cache``: keep
+    preprocessed uint8 pixels of image-file data sets under ``<cache>/images/``.
     """
 
     def __init__(
@@ -158,8 +185,13 @@ class Evaluator:
         cache_dir: str | Path | None = None,
         version: str | None = None,
         batch_size: int = 1024,
+        subsample: int | None = None,
+        image_cache: bool = True,
     ) -> None:
         self.pool = pool
+        #: default subsample size per task (None: the whole split); each call may override it
+        self.subsample = int(subsample) if subsample else None
+        self.image_cache = image_cache
         self._engine = engine
         if store is False:
             self.store: ResultsStore | None = None
@@ -167,7 +199,7 @@ class Evaluator:
             self.store = store
         else:
             self.store = ResultsStore(store if store not in (None, True) else None)  # type: ignore[arg-type]
-        self._memory: dict[ResultKey, dict[str, float]] = {}
+        self._memory: dict[ResultKey, Result] = {}
         self.split = split
         self.device = resolve_device(device)
         self.cache_dir = cache_dir
@@ -187,57 +219,103 @@ class Evaluator:
             self._engine = Engine(TaskSet.from_pool(self.pool), cache_dir=self.cache_dir, device=self.device)
         return self._engine
 
-    def key(self, method: str, params: Mapping[str, Any], split: str | None = None) -> ResultKey:
-        return ResultKey.make(self.pool_key, method, params, split or self.split, self.version)
+    def _subsample(self, subsample: int | None) -> int:
+        """The effective subsample size of a call: 0 for the whole split (also when no task split is larger)."""
+        n = self.subsample if subsample is None else subsample
+        if not n:
+            return 0
+        return int(n) if int(n) < self.largest_split() else 0
 
-    def cached(self, method: str, params: Mapping[str, Any], split: str | None = None) -> dict[str, float] | None:
+    def largest_split(self, split: str | None = None) -> int:
+        """Number of images of the largest task split (read from the data sets' lengths; memoised)."""
+        split = split or self.split
+        memo = self.__dict__.setdefault("_split_sizes", {})
+        if split not in memo:
+            memo[split] = max(len(self.pool.dataset(t, split)) for t in self.pool.task_names)  # type: ignore[arg-type]
+        return memo[split]
+
+    def key(self, method: str, params: Mapping[str, Any], split: str | None = None,
+            subsample: int | None = 0) -> ResultKey:
+        return ResultKey.make(self.pool_key, method, params, split or self.split, self.version,
+                              subsample=subsample or 0)
+
+    def cached(self, method: str, params: Mapping[str, Any], split: str | None = None,
+               subsample: int | None = None) -> dict[str, float] | None:
         """The stored accuracies for a key, without computing anything."""
-        key = self.key(method, params, split)
-        if self.store is None:
-            return self._memory.get(key)
-        found = self.store.get(key)
+        found = self.cached_result(method, params, split, subsample)
         return dict(found.accuracies) if found is not None else None
 
-    def lookup(
-        self, method: str, params: Mapping[str, Any], compute: Callable[[], tuple[dict[str, float], dict[str, int]]],
-        split: str | None = None,
-    ) -> dict[str, float]:
-        """Stored accuracies for (method, params, split), or ``compute()``'s, stored."""
-        key = self.key(method, params, split)
+    def cached_result(self, method: str, params: Mapping[str, Any], split: str | None = None,
+                      subsample: int | None = None) -> Result | None:
+        """The stored :class:`Result` (accuracies, images per task, subsample) for a key, or None."""
+        key = self.key(method, params, split, self._subsample(subsample))
+        if self.store is None:
+            return self._memory.get(key)
+        return self.store.get(key)
+
+    def lookup_result(
+        self, method: str, params: Mapping[str, Any], compute: Callable[[int], tuple[dict[str, float], dict[str, int]]],
+        split: str | None = None, subsample: int | None = None,
+    ) -> Result:
+        """The stored :class:`Result` for (method, params, split, subsample), or ``compute(subsample)``'s, stored."""
+        n = self._subsample(subsample)
+        key = self.key(method, params, split, n)
 
         def run() -> tuple[dict[str, float], dict[str, int]]:
             self.evaluations += 1
-            log.debug("evaluating %s %s on %s (%s)", method, key.params, key.split, self.pool.name)
-            return compute()
+            log.debug("evaluating %s %s on %s%s (%s)", method, key.params, key.split,
+                      f" (subsample of {n} per task)" if n else "", self.pool.name)
+            return compute(n)
 
         if self.store is None:
             if key not in self._memory:
-                self._memory[key] = run()[0]
-            return dict(self._memory[key])
-        return dict(self.store.get_or_compute(key, run, pool_name=self.pool.name).accuracies)
+                t0 = time.perf_counter()
+                accs, counts = run()
+                self._memory[key] = Result(key, dict(accs), dict(counts), time.perf_counter() - t0, time.time(),
+                                           self.pool.name)
+            return self._memory[key]
+        return self.store.get_or_compute(key, run, pool_name=self.pool.name)
+
+    def lookup(
+        self, method: str, params: Mapping[str, Any], compute: Callable[..., tuple[dict[str, float], dict[str, int]]],
+        split: str | None = None, subsample: int | None = None,
+    ) -> dict[str, float]:
+        """Stored accuracies for (method, params, split, subsample), or ``compute()``'s, stored. ``compute`` takes
+        the effective subsample size (0: whole split) or, for callers of the former API, nothing."""
+        import inspect
+
+        takes_n = bool(inspect.signature(compute).parameters)
+        fn = compute if takes_n else (lambda n: compute())
+        return dict(self.lookup_result(method, params, fn, split, subsample).accuracies)
 
     def accuracies(self, state_dict: Mapping[str, Tensor], tasks: Sequence[str] | None = None,
-                   split: str | None = None) -> tuple[dict[str, float], dict[str, int]]:
-        """Uncached: evaluate a state dict now."""
+                   split: str | None = None, subsample: int | None = None,
+                   progress: Progress | None = None) -> tuple[dict[str, float], dict[str, int]]:
+        """Uncached: evaluate a state dict now (on the whole split unless ``subsample`` is given)."""
         return task_accuracies(self.pool, state_dict, tasks=tasks, split=split or self.split, device=self.device,
-                               batch_size=self.batch_size)
+                               batch_size=self.batch_size, subsample=subsample or None, cache_dir=self.cache_dir,
+                               image_cache=self.image_cache, progress=progress)
 
     # -- the models ---------------------------------------------------------------------------------------------
-    def zeroshot(self, split: str | None = None) -> dict[str, float]:
+    def zeroshot(self, split: str | None = None, *, subsample: int | None = None,
+                 progress: Progress | None = None) -> dict[str, float]:
         """The pre-trained image tower with each task's zero-shot head."""
-        return self.lookup("zeroshot", {}, lambda: self.accuracies(self.pool.base_state_dict(), split=split), split)
+        return self.lookup("zeroshot", {}, lambda n: self.accuracies(self.pool.base_state_dict(), split=split,
+                                                                     subsample=n, progress=progress),
+                           split, subsample)
 
-    def finetuned(self, split: str | None = None) -> dict[str, float]:
+    def finetuned(self, split: str | None = None, *, subsample: int | None = None,
+                  progress: Progress | None = None) -> dict[str, float]:
         """Each task's fine-tuned image tower on its own task (the individual upper bound)."""
-        def compute() -> tuple[dict[str, float], dict[str, int]]:
+        def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
             accs, counts = {}, {}
             for t in self.pool.task_names:
-                a, c = self.accuracies(self.pool.finetuned_state_dict(t), [t], split)
+                a, c = self.accuracies(self.pool.finetuned_state_dict(t), [t], split, n, progress)
                 accs.update(a)
                 counts.update(c)
             return accs, counts
 
-        return self.lookup("finetuned", {}, compute, split)
+        return self.lookup("finetuned", {}, compute, split, subsample)
 
     def resolve(self, method: str, alpha: float | None = None, **params: Any) -> dict[str, Any]:
         """The fully resolved parameters of a merge (defaults filled in, alpha included when the method has one)."""
@@ -250,24 +328,39 @@ class Evaluator:
         return dict(m.resolve_params(given, len(self.pool.task_names)))
 
     def merged(self, method: str, *, alpha: float | None = None, split: str | None = None,
-               progress: Progress | None = None, **params: Any) -> dict[str, float]:
+               progress: Progress | None = None, subsample: int | None = None, **params: Any) -> dict[str, float]:
         """Accuracies of the model merged by ``method`` (any :func:`spectral.list_methods` name)."""
+        return dict(self.merged_result(method, alpha=alpha, split=split, progress=progress, subsample=subsample,
+                                       **params).accuracies)
+
+    def merged_result(self, method: str, *, alpha: float | None = None, split: str | None = None,
+                      progress: Progress | None = None, subsample: int | None = None, **params: Any) -> Result:
+        """:meth:`merged` as a :class:`Result` (with images per task and whether it is a subsample estimate)."""
         resolved = self.resolve(method, alpha, **params)
 
-        def compute() -> tuple[dict[str, float], dict[str, int]]:
+        def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
             state = self.engine.merge(method, progress=progress, **resolved)
-            return self.accuracies(state, split=split)
+            return self.accuracies(state, split=split, subsample=n, progress=progress)
 
-        return self.lookup(method, resolved, compute, split)
+        return self.lookup_result(method, resolved, compute, split, subsample)
 
-    def compressed(self, task: str, k_frac: float, *, split: str | None = None) -> float:
+    def reference_result(self, which: str, split: str | None = None, *, subsample: int | None = None,
+                         progress: Progress | None = None) -> Result:
+        """``"zeroshot"`` or ``"finetuned"`` as a :class:`Result`."""
+        getattr(self, which)(split, subsample=subsample, progress=progress)
+        found = self.cached_result(which, {}, split, subsample)
+        assert found is not None
+        return found
+
+    def compressed(self, task: str, k_frac: float, *, split: str | None = None,
+                   subsample: int | None = None) -> float:
         """Accuracy of TSV-C (TSV Eq. 7) of ``task`` at rank fraction ``k_frac``, on its own task."""
         params = {"k_frac": float(k_frac), "task": task}
 
-        def compute() -> tuple[dict[str, float], dict[str, int]]:
-            return self.accuracies(self.engine.compress(task, k_frac=k_frac), [task], split)
+        def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
+            return self.accuracies(self.engine.compress(task, k_frac=k_frac), [task], split, n)
 
-        return self.lookup("tsv_c", params, compute, split)[task]
+        return self.lookup("tsv_c", params, compute, split, subsample)[task]
 
     def state_dict(
         self,
@@ -277,14 +370,15 @@ class Evaluator:
         *,
         tasks: Sequence[str] | None = None,
         split: str | None = None,
+        subsample: int | None = None,
     ) -> dict[str, float]:
         """Accuracies of any state dict (or a callable producing it), cached under (``label``, ``params``): the
         caller guarantees that the label and parameters identify the weights (e.g. AdaMerging's coefficients)."""
-        def compute() -> tuple[dict[str, float], dict[str, int]]:
+        def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
             sd = state() if callable(state) else state
-            return self.accuracies(sd, tasks, split)
+            return self.accuracies(sd, tasks, split, n)
 
-        return self.lookup(label, dict(params), compute, split)
+        return self.lookup(label, dict(params), compute, split, subsample)
 
     def summary(self, accuracies: Mapping[str, float], split: str | None = None) -> Summary:
         """Absolute, normalised accuracy and NAI of per-task accuracies against this pool's references."""

@@ -7,7 +7,13 @@ A result is keyed by
 - ``params``: the fully resolved parameters as canonical JSON (sorted keys, floats rounded to 10 significant
   digits so ``0.1`` and ``0.1000000000001`` are the same key),
 - ``split``: ``test`` or ``val``,
-- ``code_version``: a hash of the source files that compute merges and accuracies (:func:`code_version`).
+- ``code_version``: a hash of the source files that compute merges and accuracies (:func:`code_version`),
+- ``subsample``: 0 for the whole split, else the size of the fixed, seeded, class-stratified subsample per task
+  the numbers rest on (a live estimate; see :mod:`spectral.metrics.estimate`). Every per-task accuracy also
+  records ``n``, the number of images it rests on.
+
+Schema version 2 added ``subsample``; databases of version 1 are migrated in place when opened (their results
+are full-split results: ``subsample = 0``).
 
 A changed pool or code version is a different key, so stale results are never returned (they stay in the file
 until :meth:`ResultsStore.prune`). The database runs in WAL mode and every write is one ``BEGIN IMMEDIATE``
@@ -31,11 +37,12 @@ from spectral.cache import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: sources whose changes invalidate stored accuracies (paths relative to the ``spectral`` package)
 CODE_FILES = (
     "linalg.py", "taskset.py", "engine.py", "pool.py", "methods", "eval/evaluate.py", "eval/heads.py",
+    "eval/stream.py", "eval/images.py",
 )
 
 
@@ -126,11 +133,14 @@ class ResultKey:
     params: str  # canonical JSON
     split: str
     code_version: str
+    #: 0: the whole split; N: a stratified subsample of N images per task (an estimate)
+    subsample: int = 0
 
     @classmethod
     def make(cls, pool: str, method: str, params: Mapping[str, Any], split: str = "test",
-             version: str | None = None) -> "ResultKey":
-        return cls(pool, method, canonical_params(params), split, version if version is not None else code_version())
+             version: str | None = None, subsample: int | None = 0) -> "ResultKey":
+        return cls(pool, method, canonical_params(params), split, version if version is not None else code_version(),
+                   int(subsample or 0))
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,18 @@ class Result:
     seconds: float
     created: float
     pool_name: str = ""
+
+    @property
+    def is_subsample(self) -> bool:
+        return self.key.subsample > 0
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """95 % Wilson interval of every task's accuracy from its ``n`` images (fractions; a full split's
+        numbers are exact, but their interval is still the binomial one of that many images)."""
+        from spectral.metrics.estimate import wilson_interval
+
+        return {t: wilson_interval(round(a * self.counts.get(t, 0)), self.counts.get(t, 0))
+                for t, a in self.accuracies.items()}
 
 
 _SCHEMA = """
@@ -155,7 +177,8 @@ CREATE TABLE IF NOT EXISTS runs (
     code_version TEXT NOT NULL,
     created REAL NOT NULL,
     seconds REAL NOT NULL,
-    UNIQUE (pool, method, params, split, code_version)
+    subsample INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (pool, method, params, split, subsample, code_version)
 );
 CREATE TABLE IF NOT EXISTS accuracies (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -179,6 +202,41 @@ class ResultsStore:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
             con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._migrate(con)
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        """Version 1 → 2: ``runs`` gains ``subsample`` and it joins the unique key. SQLite cannot change a table's
+        UNIQUE constraint, so the table is rebuilt (SQLite's documented 12-step ALTER, foreign keys off so the
+        accuracies rows stay attached to their run ids), in one transaction."""
+        cols = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+        if "subsample" in cols:
+            con.execute("UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+                        (str(SCHEMA_VERSION), SCHEMA_VERSION))
+            return
+        log.info("results store %s: migrating schema 1 → %d (adding 'subsample')", self.path, SCHEMA_VERSION)
+        con.execute("PRAGMA foreign_keys=OFF")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            cols = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            if "subsample" not in cols:  # another process may have migrated while we waited for the lock
+                con.execute("CREATE TABLE runs_v2 " + _SCHEMA.split("CREATE TABLE IF NOT EXISTS runs ", 1)[1]
+                            .split(";", 1)[0])
+                con.execute("INSERT INTO runs_v2 (id, pool, pool_name, method, params, split, code_version, created, "
+                            "seconds, subsample) SELECT id, pool, pool_name, method, params, split, code_version, "
+                            "created, seconds, 0 FROM runs")
+                con.execute("DROP TABLE runs")
+                con.execute("ALTER TABLE runs_v2 RENAME TO runs")
+                con.execute("CREATE INDEX IF NOT EXISTS runs_pool_method ON runs (pool, method)")
+                problems = con.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise sqlite3.IntegrityError(f"{self.path}: migration left dangling rows {problems[:3]}")
+            con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -198,8 +256,8 @@ class ResultsStore:
     def _get(self, con: sqlite3.Connection, key: ResultKey) -> Result | None:
         row = con.execute(
             "SELECT id, seconds, created, pool_name FROM runs WHERE pool=? AND method=? AND params=? AND split=? "
-            "AND code_version=?",
-            (key.pool, key.method, key.params, key.split, key.code_version),
+            "AND code_version=? AND subsample=?",
+            (key.pool, key.method, key.params, key.split, key.code_version, key.subsample),
         ).fetchone()
         if row is None:
             return None
@@ -227,9 +285,10 @@ class ResultsStore:
                     con.execute("COMMIT")
                     return existing
                 cur = con.execute(
-                    "INSERT INTO runs (pool, pool_name, method, params, split, code_version, created, seconds) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key.pool, pool_name, key.method, key.params, key.split, key.code_version, time.time(), seconds),
+                    "INSERT INTO runs (pool, pool_name, method, params, split, code_version, created, seconds, "
+                    "subsample) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key.pool, pool_name, key.method, key.params, key.split, key.code_version, time.time(), seconds,
+                     key.subsample),
                 )
                 run_id = cur.lastrowid
                 con.executemany(
@@ -291,7 +350,8 @@ class ResultsStore:
     def to_dataframe(self, *, pool: str | None = None, method: str | None = None, split: str | None = None,
                      code_version: str | None = None):
         """Long table: one row per (run, task) with pool, pool_name, method, params (JSON), every parameter as
-        its own column, split, code_version, task, accuracy, n, seconds, created."""
+        its own column, split, code_version, task, accuracy, n (images it rests on), subsample (0: whole split),
+        seconds, created."""
         import pandas as pd
 
         where, args = self._where(**{"r.pool": pool, "r.method": method, "r.split": split,
@@ -299,12 +359,13 @@ class ResultsStore:
         with self._connect() as con:
             rows = con.execute(
                 "SELECT r.id, r.pool, r.pool_name, r.method, r.params, r.split, r.code_version, r.seconds, "
-                f"r.created, a.task, a.accuracy, a.n FROM runs r JOIN accuracies a ON a.run_id = r.id{where} "
+                f"r.created, a.task, a.accuracy, a.n, r.subsample FROM runs r JOIN accuracies a ON a.run_id = r.id"
+                f"{where} "
                 "ORDER BY r.id, a.rowid",
                 args,
             ).fetchall()
         cols = ["run", "pool", "pool_name", "method", "params", "split", "code_version", "seconds", "created",
-                "task", "accuracy", "n"]
+                "task", "accuracy", "n", "subsample"]
         df = pd.DataFrame(rows, columns=cols)
         if len(df):
             params = pd.DataFrame([json.loads(p) for p in df["params"]], index=df.index)

@@ -328,18 +328,33 @@ _register(FigureKind(
 
 
 def _accuracy_table(ws: Workspace, methods: Sequence[str], s: Mapping[str, Any], p: Progress) -> pd.DataFrame:
+    """Per-task accuracies; with ``s["subsample"]`` > 0 an estimate from that many images per task, with columns
+    ``n`` (images), ``lo`` / ``hi`` (95 % Wilson interval, %) and ``subsample`` (0: whole split)."""
+    subsample = int(s.get("subsample") or 0)
     steps = len(methods) + 2
-    p(0, steps, "zero-shot accuracy")
-    zs = ws.accuracies("zeroshot")
-    p(1, steps, "fine-tuned accuracy")
-    ft = ws.accuracies("finetuned")
+    scope = f" (estimate from {subsample} images per task)" if subsample else ""
+    results = {}
+
+    def within(step: int) -> Progress:  # a model's own progress (merge, evaluation batches) inside its step
+        return lambda i, n, text: p(step + (min(i, n) / n if n else 0.0), steps, text)
+
+    p(0, steps, "zero-shot accuracy" + scope)
+    results["Zero-shot"] = zs = ws.accuracy_result("zeroshot", progress=within(0), subsample=subsample)
+    p(1, steps, "fine-tuned accuracy" + scope)
+    results["Fine-tuned"] = ft = ws.accuracy_result("finetuned", progress=within(1), subsample=subsample)
     merged = {}
     for i, m in enumerate(methods):
-        p(2 + i, steps, f"merging and evaluating {_display(m)}")
-        merged[_display(m)] = ws.accuracies(m, _params(s, m))
+        p(2 + i, steps, f"merging and evaluating {_display(m)}" + scope)
+        results[_display(m)] = r = ws.accuracy_result(m, _params(s, m), within(2 + i), subsample=subsample)
+        merged[_display(m)] = _percent(r.accuracies)
     merged.update(_adapted_accuracies(ws, s.get("adapted") or []))
     p(steps, steps, "accuracy: done")
-    return analysis.accuracy_table(merged, zs, ft)
+    table = analysis.accuracy_table(merged, _percent(zs.accuracies), _percent(ft.accuracies))
+    return analysis.with_intervals(table, results)
+
+
+def _percent(accuracies: Mapping[str, float]) -> dict[str, float]:
+    return {t: 100.0 * a for t, a in accuracies.items()}
 
 
 def _adapted_accuracies(ws: Workspace, refs: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -391,7 +406,8 @@ def _radar(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
 
 _register(FigureKind(
     "radar", "Per-dataset accuracy of merged models", "TSV Fig. 4",
-    {"methods": ["task_arithmetic", "tsv_m", "iso_cts"], "params": {}, "value": "accuracy", "adapted": []}, _radar,
+    {"methods": ["task_arithmetic", "tsv_m", "iso_cts"], "params": {}, "value": "accuracy", "adapted": [],
+     "subsample": 0}, _radar,
     lambda d, s: acc_fig.radar_figure(d.table, value=str(s["value"])), view=("value",), evaluates=True,
 ))
 

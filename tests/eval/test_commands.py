@@ -49,6 +49,14 @@ def test_cli_end_to_end_on_the_micro_zoo(micro_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "normalized" in out and "NAI" in out
     assert len(pd.read_csv(tmp_path / "ta.csv")) == 4
+    assert "whole split" in out and set(pd.read_csv(tmp_path / "ta.csv").images) == {128}
+    # --subsample: a stratified subsample per task, stored as an estimate, with Wilson intervals
+    assert _run(["eval", "--pool", "zoo-micro", "--cache-dir", str(cache), "--device", "cpu", "--subsample", "40",
+                 "--method", "task_arithmetic", "--alpha", "0.3", "--csv", str(tmp_path / "ta40.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "subsample of 40 images per task" in out and "ci_low" in out
+    est = pd.read_csv(tmp_path / "ta40.csv")
+    assert set(est.images) == {40} and (est.ci_low <= est.accuracy).all() and (est.accuracy <= est.ci_high).all()
     assert _run(["sweep", "rank", "--pool", "zoo-micro", "--cache-dir", str(cache), "--device", "cpu",
                  "--fractions", "0.1,1.0", "--out", str(tmp_path / "rank.csv")]) == 0
     rank = pd.read_csv(tmp_path / "rank.csv")

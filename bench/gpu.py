@@ -1,0 +1,201 @@
+"""The GPU path, measured side by side with the CPU path in the same run (issue 10, item 6).
+
+Prints ``name: value`` lines (``#`` lines are comments):
+
+- SVD cache build of ViT-B/32 × 8 and ViT-L/14 × 20 tasks (random full-rank task matrices of the real shapes) on
+  the device (goal for L/14 × 20: ≤ 60 s on one H100/H200), next to the CPU build of ``--cpu-blocks`` blocks of
+  the same model (per block, so the CPU figure is an extrapolation, stated as such in the line's name);
+- slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the device, next
+  to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device;
+- evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
+  writing the image cache) and warm (the memory-mapped uint8 cache), on the device and on the CPU.
+
+On a machine without CUDA the "device" is the CPU too: the script still runs (that is what its smoke test checks);
+``--quick`` shrinks everything (one block, two tasks, a few images) to seconds.
+
+    python bench/gpu.py                  # full size: run it where a GPU is lent
+    python bench/gpu.py --quick          # smoke run on any machine
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from spectral.cache import SVDCache  # noqa: E402
+from spectral.engine import Engine  # noqa: E402
+from spectral.taskset import TaskSet  # noqa: E402
+
+#: (width, blocks, mlp width, tokens, output dim) of the image towers
+TOWERS = {"ViT-B-32": (768, 12, 3072, 50, 512), "ViT-L-14": (1024, 24, 4096, 257, 768)}
+
+
+def tower_shapes(arch: str, blocks: int | None = None, shrink: int = 1) -> dict[str, tuple[int, int]]:
+    """The image tower's matrix shapes; ``shrink`` divides every dimension (smoke runs only)."""
+    width, depth, mlp, tokens, out = (d if i == 1 else max(2, d // shrink) for i, d in enumerate(TOWERS[arch]))
+    shapes = {"visual.positional_embedding": (tokens, width), "visual.proj": (width, out)}
+    for b in range(depth if blocks is None else blocks):
+        p = f"visual.transformer.resblocks.{b}."
+        shapes[p + "attn.in_proj_weight"] = (3 * width, width)
+        shapes[p + "attn.out_proj.weight"] = (width, width)
+        shapes[p + "mlp.c_fc.weight"] = (mlp, width)
+        shapes[p + "mlp.c_proj.weight"] = (width, mlp)
+    return shapes
+
+
+def random_taskset(arch: str, tasks: int, blocks: int | None = None, seed: int = 0, shrink: int = 1) -> TaskSet:
+    """Base weights and full-rank random task vectors of the real shapes (as fine-tuning deltas are)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = tower_shapes(arch, blocks, shrink)
+    base = {k: torch.randn(*s, generator=g) * 0.02 for k, s in shapes.items()}
+    finetuned = {f"task{t}": {k: base[k] + torch.randn(*s, generator=g) * 1e-3 for k, s in shapes.items()}
+                 for t in range(tasks)}
+    return TaskSet(base, finetuned, name=f"{arch}x{tasks}", validate=False)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeat: int = 1) -> float:  # noqa: ANN001
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cache_build(arch: str, tasks: int, blocks: int | None, device: torch.device, tmp: Path,
+                shrink: int = 1) -> float:
+    ts = random_taskset(arch, tasks, blocks, shrink=shrink)
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    engine = Engine(ts, cache=SVDCache(folder, memory_bytes=0), device=device)
+    seconds = timed(engine.build_cache, device)
+    shutil.rmtree(folder, ignore_errors=True)
+    return seconds
+
+
+def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
+    for arch, tasks in (("ViT-B-32", args.b32_tasks), ("ViT-L-14", args.l14_tasks)):
+        tag = f"{arch.replace('-', '').lower()}x{tasks}"
+        blocks = args.blocks
+        t_dev = cache_build(arch, tasks, blocks, device, tmp, args.shrink)
+        print(f"{tag}_cache_build_{device.type}_s: {t_dev:.2f}", flush=True)
+        depth = TOWERS[arch][1] if blocks is None else blocks
+        cpu_blocks = min(args.cpu_blocks, depth)
+        t_cpu = cache_build(arch, tasks, cpu_blocks, torch.device("cpu"), tmp, args.shrink)
+        estimate = t_cpu / cpu_blocks * depth
+        print(f"# CPU: {cpu_blocks} of {depth} blocks in {t_cpu:.1f} s", flush=True)
+        print(f"{tag}_cache_build_cpu_extrapolated_s: {estimate:.1f}", flush=True)
+        print(f"{tag}_cache_build_cpu_over_{device.type}: {estimate / t_dev:.2f}", flush=True)
+
+
+def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
+    import engine as engine_bench  # bench/engine.py: the reference-style recomputations
+
+    ts = random_taskset("ViT-B-32", args.b32_tasks, args.blocks, shrink=args.shrink)
+    T = ts.num_tasks
+    for where in (device, torch.device("cpu")) if device.type != "cpu" else (device,):
+        folder = Path(tempfile.mkdtemp(dir=tmp))
+        eng = Engine(ts, cache=SVDCache(folder, memory_bytes=8 << 30), device=where)
+        eng.build_cache()
+        eng.merge("tsv_m", k_frac=1.0 / T)
+        eng.merge("iso_cts", common_frac=0.8)
+        ks = iter([0.5 / T, 0.75 / T, 0.6 / T])
+        cfs = iter([0.5, 0.6, 0.7])
+        t_tsv = timed(lambda: eng.merge("tsv_m", k_frac=next(ks)), where, repeat=3)
+        t_iso = timed(lambda: eng.merge("iso_cts", common_frac=next(cfs)), where, repeat=3)
+        merged = eng.merge("tsv_m", k_frac=0.5 / T, alpha=1.0)
+        alphas = iter([0.5 + 0.05 * i for i in range(100)])
+        t_alpha = timed(lambda: eng.merge("tsv_m", k_frac=0.5 / T, alpha=next(alphas), out=merged), where, repeat=9)
+        print(f"slider_tsv_m_k_frac_{where.type}_ms: {1000 * t_tsv:.1f}", flush=True)
+        print(f"slider_iso_cts_common_frac_{where.type}_ms: {1000 * t_iso:.1f}", flush=True)
+        print(f"slider_alpha_{where.type}_ms: {1000 * t_alpha:.2f}", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    on_device = TaskSet({k: v.to(device) for k, v in ts.base.items()},
+                        {t: {k: v.to(device) for k, v in sd.items()} for t, sd in ts.finetuned.items()},
+                        name="ref", validate=False)
+    t_ref_tsv = timed(lambda: engine_bench.reference_tsv_m(on_device, 0.5 / T), device)
+    t_ref_iso = timed(lambda: engine_bench.reference_iso_cts(on_device, 0.5), device)
+    print(f"reference_tsv_m_k_frac_{device.type}_ms: {1000 * t_ref_tsv:.1f}", flush=True)
+    print(f"reference_iso_cts_common_frac_{device.type}_ms: {1000 * t_ref_iso:.1f}", flush=True)
+
+
+def bench_eval(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
+    import scale  # bench/scale.py: generated JPEG folders and a random-weight pool
+
+    from spectral.eval.evaluate import task_accuracies
+
+    data, cache = tmp / "data", tmp / "cache"
+    sizes = scale.write_folders(data, args.eval_scale, args.eval_tasks, size=224)
+    pool = scale.make_pool(data, args.eval_tasks, "ViT-B-32")
+    sd = pool.base_state_dict()
+    n = sum(sizes.values())
+    print(f"# evaluation: {n} generated 224-px JPEG test images over {len(sizes)} tasks", flush=True)
+    t_cold = timed(lambda: task_accuracies(pool, sd, device=device, cache_dir=cache), device)
+    t_warm = timed(lambda: task_accuracies(pool, sd, device=device, cache_dir=cache), device)
+    print(f"eval_cold_{device.type}_images_per_s: {n / t_cold:.1f}", flush=True)
+    print(f"eval_warm_{device.type}_images_per_s: {n / t_warm:.1f}", flush=True)
+    if device.type != "cpu":
+        per_task = max(1, args.cpu_eval_images // len(sizes))
+        t_cpu = timed(lambda: task_accuracies(pool, sd, device="cpu", cache_dir=cache, subsample=per_task),
+                      torch.device("cpu"))
+        m = sum(min(per_task, s) for s in sizes.values())
+        print(f"eval_warm_cpu_images_per_s: {m / t_cpu:.1f}", flush=True)
+        print(f"eval_warm_{device.type}_over_cpu: {(n / t_warm) / (m / t_cpu):.1f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="one block of 1/8-size matrices, two tasks, a few images: seconds (smoke test)")
+    parser.add_argument("--blocks", type=int, default=None, help="transformer blocks per tower (default: all)")
+    parser.add_argument("--b32-tasks", type=int, default=8)
+    parser.add_argument("--l14-tasks", type=int, default=20)
+    parser.add_argument("--cpu-blocks", type=int, default=1, help="blocks of the CPU cache build (extrapolated)")
+    parser.add_argument("--eval-scale", type=float, default=0.05, help="fraction of the real 8 test-set sizes")
+    parser.add_argument("--eval-tasks", type=int, default=8)
+    parser.add_argument("--cpu-eval-images", type=int, default=256, help="images of the CPU evaluation figure")
+    parser.add_argument("--only", default="cache,sliders,eval", help="comma-separated parts to run")
+    args = parser.parse_args(argv)
+    args.shrink = 8 if args.quick else 1
+    if args.quick:
+        args.blocks, args.b32_tasks, args.l14_tasks = 1, 2, 2
+        args.eval_scale, args.eval_tasks, args.cpu_eval_images = 0.0005, 2, 8
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU only)"
+    print(f"# device: {device} · card: {card} · torch {torch.__version__} · {torch.get_num_threads()} CPU threads",
+          flush=True)
+    parts = {p.strip() for p in args.only.split(",")}
+    tmp = Path(tempfile.mkdtemp(prefix="spectral-gpu-"))
+    try:
+        if "cache" in parts:
+            bench_cache(args, device, tmp)
+        if "sliders" in parts:
+            bench_sliders(args, device, tmp)
+        if "eval" in parts:
+            bench_eval(args, device, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
