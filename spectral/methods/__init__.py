@@ -4,14 +4,18 @@ from __future__ import annotations
 from spectral.errors import UnknownMethodError
 from spectral.methods.base import LayerFactors, Method, Param
 from spectral.methods.cart import CART
+from spectral.methods.dare import DARE
 from spectral.methods.elementwise import CONSENSUS, TIES
 from spectral.methods.iso import ISO_C, ISO_CTS
+from spectral.methods.magmax import MAGMAX
 from spectral.methods.simple import TASK_ARITHMETIC, WEIGHT_AVERAGE
+from spectral.methods.svc import SVC
 from spectral.methods.tsv import LOW_RANK_SUM, TSV_C, TSV_M, compress_layer
 
 REGISTRY: dict[str, Method] = {
     m.name: m
-    for m in (WEIGHT_AVERAGE, TASK_ARITHMETIC, TIES, CONSENSUS, TSV_M, ISO_C, ISO_CTS, CART, LOW_RANK_SUM, TSV_C)
+    for m in (WEIGHT_AVERAGE, TASK_ARITHMETIC, TIES, CONSENSUS, TSV_M, ISO_C, ISO_CTS, CART, SVC, MAGMAX, DARE,
+              LOW_RANK_SUM, TSV_C)
 }
 
 
