@@ -15,11 +15,16 @@ st.write(
     "fractions and watch the merged model respond, then export any figure for a paper."
 )
 
+from spectral.plugins import plugin_failures, plugin_source  # noqa: E402
+
 rows = []
-for name in spectral.list_methods(kind=None):
+for name in spectral.list_methods(kind=None):  # loads plugins (SPECTRAL_PLUGINS, entry points) first
     method = spectral.get_method(name)
     rows.append({"method": method.display_name, "name": name, "paper": method.paper,
-                 "parameters": ", ".join(f"{p.name}={p.default}" for p in method.params)})
+                 "parameters": ", ".join(f"{p.name}={p.default}" for p in method.params),
+                 "source": f"plugin: {plugin_source(name)}" if plugin_source(name) else "built-in"})
+for failure in plugin_failures():
+    st.warning(f"Plugin **{failure.source}** was not loaded: {failure.error}", icon="🧩")
 
 ws = _ui.workspace()
 assert ws.taskset is not None

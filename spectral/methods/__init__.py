@@ -19,7 +19,15 @@ REGISTRY: dict[str, Method] = {
 }
 
 
+def _load_plugins() -> None:
+    from spectral.plugins import load_plugins  # late: plugins import this module
+
+    load_plugins()
+
+
 def get_method(name: str) -> Method:
+    if name not in REGISTRY:
+        _load_plugins()  # a plugin named in SPECTRAL_PLUGINS since the last look
     try:
         return REGISTRY[name]
     except KeyError:
@@ -27,7 +35,9 @@ def get_method(name: str) -> Method:
 
 
 def list_methods(kind: str | None = "merge") -> list[str]:
-    """Names of the registered methods of a kind ("merge", "compress"; None for all), in display order."""
+    """Names of the registered methods of a kind ("merge", "compress"; None for all), in display order
+    (built-ins first, then plugins)."""
+    _load_plugins()
     return [name for name, m in REGISTRY.items() if kind is None or m.kind == kind]
 
 
