@@ -44,3 +44,15 @@ def test_svc_figure_regenerates_from_its_yaml(workspace, tmp_path) -> None:
     assert out.read_bytes() == csv_bytes(data.table)
     fig = registry.build("svc_coefficients", data, settings)
     assert fig.data[0].zmid == 1.0 and len(fig.data[0].y) == len(workspace.task_names)
+
+
+def test_svc_is_a_per_layer_merge_on_the_spectra_and_alignment_figures(workspace) -> None:
+    params = {"svc": {"base": "task_arithmetic", "alpha": 1.0, "svc_alpha": 1.0}}
+    data = registry.compute_cached("spectra", workspace, {"methods": ["task_arithmetic", "svc"], "params": params,
+                                                          "layer": 0})
+    assert "SVC" in set(data.table.source)
+    key = data.meta["key"]
+    tm = workspace.engine.taskset.task_matrices(key).double()
+    expected = torch.linalg.svdvals(spectral.merge_layer("svc", tm, **params["svc"]))
+    got = torch.tensor(data.table[data.table.source == "SVC"].sigma.to_numpy())
+    torch.testing.assert_close(got[:5], expected[:5], rtol=1e-4, atol=1e-6)

@@ -117,3 +117,18 @@ def test_register_method_rejects_bad_declarations(method, message):
     with pytest.raises(plugins.PluginError, match=message):
         spectral.register_method(method)
     assert spectral.get_method("task_arithmetic").display_name == "Task Arithmetic"
+
+
+def test_plugin_results_are_stored_under_its_name(plugin_dir, monkeypatch, micro_pool, tmp_path):
+    from spectral.eval.evaluate import Evaluator
+    from spectral.eval.results import ResultsStore
+
+    (plugin_dir / "my_merges.py").write_text(readme_plugin_example())
+    monkeypatch.setenv("SPECTRAL_PLUGINS", "my_merges")
+    ev = Evaluator(micro_pool, store=tmp_path / "results.sqlite", device="cpu", version="test",
+                   cache_dir=tmp_path / "cache")
+    accs = ev.merged("spectral_power", alpha=0.3, power=1.0)
+    ta = ev.merged("task_arithmetic", alpha=0.3)
+    assert accs == pytest.approx(ta, abs=0.02)  # power = 1 is Task Arithmetic (float32 rounding aside)
+    stored = ResultsStore(tmp_path / "results.sqlite").to_dataframe(method="spectral_power")
+    assert len(stored) == len(micro_pool.task_names) and set(stored.method) == {"spectral_power"}
