@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from spectral.figures.style import heat_text, model_color
 
@@ -30,19 +31,21 @@ def coefficient_heatmap(table: pd.DataFrame, *, svc_alpha: float = 1.0) -> go.Fi
 
 
 def calibrated_spectrum_figure(table: pd.DataFrame, *, log_y: bool = True, label: str = "merge") -> go.Figure:
-    """σ_r of the merge before and after calibration (γ_r σ_r), from
-    :func:`spectral.metrics.overaccumulation.spectrum_table`; γ_r on a secondary axis."""
-    fig = go.Figure()
+    """σ_r of the merge before and after calibration (γ_r σ_r) on top, γ_r below (shared r axis), from
+    :func:`spectral.metrics.overaccumulation.spectrum_table`."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
     color = model_color(label)
     for which, dash, width in (("before", "dot", 1.5), ("after", "solid", 2.5)):
         sel = table[table.which == which]
         fig.add_trace(go.Scatter(x=sel["index"], y=sel.sigma, mode="lines", line=dict(color=color, dash=dash,
-                                 width=width), name=f"{label} {'(SVC)' if which == 'after' else '(base)'}"))
+                                 width=width), name=f"{label} {'(SVC)' if which == 'after' else '(base)'}"),
+                      row=1, col=1)
     sel = table[table.which == "before"]
-    fig.add_trace(go.Scatter(x=sel["index"], y=sel.gamma, mode="lines", yaxis="y2", name="γ_r",
-                             line=dict(color="gray", width=1)))
-    fig.update_layout(yaxis2=dict(title="γ<sub>r</sub>", overlaying="y", side="right", rangemode="tozero",
-                                  showgrid=False))
-    fig.update_layout(xaxis=dict(title="singular value index r"),
-                      yaxis=dict(title="σ<sub>r</sub>", type="log" if log_y else "linear", exponentformat="power"))
+    fig.add_trace(go.Scatter(x=sel["index"], y=sel.gamma, mode="lines", name="γ_r", line=dict(color="gray", width=1.5)),
+                  row=2, col=1)
+    fig.add_hline(y=1.0, line=dict(color="gray", dash="dot", width=1), row=2, col=1)
+    fig.update_yaxes(title_text="σ<sub>r</sub>", type="log" if log_y else "linear", exponentformat="power",
+                     row=1, col=1)
+    fig.update_yaxes(title_text="γ<sub>r</sub>", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="singular value index r", row=2, col=1)
     return fig
