@@ -73,11 +73,11 @@ def effective_rank_section() -> None:
 
 @st.fragment
 def overaccumulation_section() -> None:
-    from spectral.methods.svc import BASE_CHOICES
+    from spectral.methods.svc import PER_LAYER_BASES
 
     st.subheader("Over-accumulation and Singular Value Calibration (SVC)")
     c1, c2, c3 = st.columns([2, 2, 1])
-    base = c1.selectbox("Base merge", list(BASE_CHOICES), key="sp_svc_base", format_func=_ui.display_name,
+    base = c1.selectbox("Base merge", list(PER_LAYER_BASES), key="sp_svc_base", format_func=_ui.display_name,
                         bind="query-params", persist_state="session",
                         help="The merge whose singular values SVC calibrates (Li et al. 2026, Alg. 1)")
     svc_alpha = c2.slider("Calibration floor α_svc", 0.05, 5.0, 1.0, 0.05, key="sp_svc_alpha", bind="query-params",

@@ -234,6 +234,10 @@ class Engine:
     def _compute_delta(self, m: Method, params: dict[str, Any], progress: Progress) -> MergedDelta:
         ts = self.taskset
         out = MergedDelta()
+        whole_model = getattr(m, "whole_model", None)  # SVC over a whole-model base (TIES, MagMax, DARE)
+        if whole_model is not None and whole_model(params):
+            out.constant = m.model_delta(self, params, progress)  # type: ignore[attr-defined]
+            return out
         if m.model_fn is not None:
             slope = m.model_fn(ts.lazy_task_vectors(), alpha=1.0, progress=progress, **params)
             out.slope = {k: v.cpu() for k, v in slope.items()}

@@ -27,8 +27,10 @@ from spectral import linalg
 from spectral.errors import ParameterError
 from spectral.methods.base import ALPHA, LayerFactors, Method, Param, ParamValue, as_float
 
-#: per-layer merges offered as SVC's base in the UI (any registered per-layer merge, plugins included, is accepted)
-BASE_CHOICES = ("task_arithmetic", "tsv_m", "iso_c", "iso_cts", "cart", "tsv_low_rank", "weight_average")
+#: per-layer merges offered as SVC's base in the UI (any registered merge, plugins included, is accepted)
+PER_LAYER_BASES = ("task_arithmetic", "tsv_m", "iso_c", "iso_cts", "cart", "tsv_low_rank", "weight_average")
+#: whole-model bases: calibrated by the engine after the base merged every parameter (not in merge_layer)
+BASE_CHOICES = (*PER_LAYER_BASES, "ties", "magmax", "dare", "consensus")
 
 
 def _registry() -> Mapping[str, Method]:
@@ -37,14 +39,16 @@ def _registry() -> Mapping[str, Method]:
     return REGISTRY
 
 
-def base_method(name: str) -> Method:
-    """The base merge of an SVC run; must be a registered per-layer merge other than SVC itself."""
+def base_method(name: str, *, per_layer: bool = False) -> Method:
+    """The base merge of an SVC run: any registered merging method other than SVC itself; ``per_layer`` requires
+    a per-layer one (whole-model bases such as TIES, MagMax, DARE are calibrated by the engine only)."""
     method = _registry().get(name)
-    per_layer = sorted(n for n, m in _registry().items() if m.kind == "merge" and m.layer_fn is not None
-                       and not isinstance(m, CalibratedMethod))
-    if method is None or method.kind != "merge" or method.layer_fn is None or isinstance(method, CalibratedMethod):
-        raise ParameterError(f"svc: base {name!r} is not a per-layer merging method; choose one of {per_layer} "
-                             "(whole-model methods such as TIES have no per-layer merge to calibrate here)")
+    valid = sorted(n for n, m in _registry().items() if m.kind == "merge" and not isinstance(m, CalibratedMethod)
+                   and (m.layer_fn is not None or not per_layer))
+    if method is None or method.name not in valid:
+        extra = " (whole-model methods such as TIES need the whole model: use spectral.Engine)" if per_layer else ""
+        raise ParameterError(f"svc: base {name!r} is not a {'per-layer ' if per_layer else ''}merging method; "
+                             f"choose one of {valid}{extra}")
     return method
 
 
@@ -98,13 +102,11 @@ class SVCLayer:
         return linalg.reconstruct(self.U, self.calibrated_sigmas.to(self.U.dtype), self.V)
 
 
-def svc_layer(layer: LayerFactors, base: str, svc_alpha: float, alpha: float, base_params: Mapping[str, Any]) -> SVCLayer:
-    """The base merge of ``layer`` (its α applied), its thin SVD and the SVC calibration of its singular values."""
-    method = base_method(base)
+def calibrate(layer: LayerFactors, merged: Tensor, svc_alpha: float) -> SVCLayer:
+    """SVC of a given merge ``merged`` of ``layer``'s tasks: its thin SVD, s_r^t and γ_r (Alg. 1)."""
     if svc_alpha <= 0:
         raise ParameterError(f"svc: svc_alpha must be positive, got {svc_alpha}")
-    merged = as_float(method.layer_fn(layer, alpha=alpha, **base_params))  # type: ignore[misc]
-    U, S, V = linalg.thin_svd(merged)
+    U, S, V = linalg.thin_svd(as_float(merged))
     if type(layer) is LayerFactors and "task" not in layer._memo:
         # plain matrices and no factors yet: uᵀΔ_t directly is cheaper than T SVDs
         Δ = as_float(layer.task_matrices).to(U.dtype)
@@ -117,6 +119,32 @@ def svc_layer(layer: LayerFactors, base: str, svc_alpha: float, alpha: float, ba
         coefficients = calibration_coefficients(U, S, V, layer.task_svd(), svc_alpha=svc_alpha)
     gamma = calibration(coefficients, svc_alpha).to(S.dtype)
     return SVCLayer(U, S, V, coefficients, gamma)
+
+
+def svc_layer(layer: LayerFactors, base: str, svc_alpha: float, alpha: float, base_params: Mapping[str, Any]) -> SVCLayer:
+    """The base merge of ``layer`` (its α applied), its thin SVD and the SVC calibration of its singular values."""
+    method = base_method(base, per_layer=True)
+    if svc_alpha <= 0:
+        raise ParameterError(f"svc: svc_alpha must be positive, got {svc_alpha}")
+    return calibrate(layer, method.layer_fn(layer, alpha=alpha, **base_params), svc_alpha)  # type: ignore[misc]
+
+
+def svc_model(engine: Any, params: Mapping[str, Any], progress: Any) -> dict[str, Tensor]:
+    """SVC on a whole-model base (TIES, MagMax, DARE, Consensus): the base's merge of every parameter (its α
+    applied), then each matrix parameter calibrated from the engine's cached task factors; the rest unchanged."""
+    rest = dict(params)
+    base, alpha, svc_alpha = base_method(str(rest.pop("base"))), float(rest.pop("alpha")), float(rest.pop("svc_alpha"))
+    assert base.model_fn is not None
+    ts = engine.taskset
+    merged = base.model_fn(ts.lazy_task_vectors(), alpha=alpha, progress=progress, **rest)
+    out: dict[str, Tensor] = {}
+    for i, key in enumerate(ts.keys):
+        if key in ts.matrix_keys:
+            out[key] = calibrate(engine.layer(key), merged[key].to(engine.device), svc_alpha).merged().cpu()
+            progress(i + 1, len(ts.keys), f"SVC: {key}")
+        else:
+            out[key] = merged[key].cpu()
+    return out
 
 
 def svc(layer: LayerFactors, *, alpha: float = 1.0, base: str = "task_arithmetic", svc_alpha: float = 1.0,
@@ -149,6 +177,13 @@ class CalibratedMethod(Method):
 
     def non_matrix_rule(self, params: Mapping[str, Any]) -> str:
         return base_method(str(params.get("base", "task_arithmetic"))).non_matrix_rule(params)
+
+    def whole_model(self, params: Mapping[str, Any]) -> bool:
+        """True when the base merges the whole model at once: the engine then calls :func:`svc_model`."""
+        return base_method(str(params.get("base", "task_arithmetic"))).model_fn is not None
+
+    def model_delta(self, engine: Any, params: Mapping[str, Any], progress: Any) -> dict[str, Tensor]:
+        return svc_model(engine, params, progress)
 
 
 SVC = CalibratedMethod(

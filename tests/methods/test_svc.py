@@ -134,3 +134,22 @@ def test_engine_svc_keeps_the_base_merge_off_matrices(tmp_path, base):
     key = ts.matrix_keys[0]
     expected = spectral.merge_layer("svc", ts.task_matrices(key), alpha=1.2, base=base)
     torch.testing.assert_close(other[key] - ts.base[key], expected.float(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("base,base_params", [("ties", {"density": 0.5}), ("magmax", {}), ("dare", {"p": 0.3})])
+def test_engine_svc_on_whole_model_bases(tmp_path, base, base_params):
+    """TIES, MagMax, DARE merge the whole model: SVC calibrates each matrix of that merge, the rest is the base's."""
+    base_sd, ft = make_vit_state_dicts(num_tasks=3, seed=6)
+    engine = Engine(TaskSet(base_sd, ft), cache_dir=tmp_path / "cache", device="cpu")
+    ts = engine.taskset
+    merged = engine.merge("svc", alpha=0.9, base=base, svc_alpha=1.0, **base_params)
+    reference = engine.merge(base, alpha=0.9, **base_params)
+    for key in ts.keys:
+        if key in ts.matrix_keys:
+            base_delta = (reference[key] - ts.base[key]).double()
+            expected, _, _ = ref_svc(ts.task_matrices(key).double(), base_delta, 1.0)
+            torch.testing.assert_close((merged[key] - ts.base[key]).double(), expected, rtol=1e-3, atol=2e-5)
+        else:
+            torch.testing.assert_close(merged[key], reference[key])
+    with pytest.raises(ParameterError, match="Engine"):
+        spectral.merge_layer("svc", torch.randn(2, 5, 4), base=base)
