@@ -433,6 +433,9 @@ def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
 
 def merge_methods(*, per_layer: bool = False) -> list[str]:
     from spectral.methods import REGISTRY
+    from spectral.plugins import load_plugins
+
+    load_plugins()  # plugin methods (SPECTRAL_PLUGINS, entry points) appear on every page; failures never raise
 
     return [n for n, m in REGISTRY.items() if m.kind == "merge" and (m.layer_fn is not None or not per_layer)]
 

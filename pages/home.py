@@ -10,16 +10,22 @@ from spectral import analysis
 st.title("spectral")
 st.write(
     "SVD-based model merging of CLIP ViTs: Task Singular Vectors (TSV-C, TSV-M), isotropic merging (Iso-C, Iso-CTS), "
-    "CART, TIES, Consensus and the baselines, over cached singular value decompositions. Browse the spectra of any "
+    "CART, TIES, Consensus, SVC, MagMax, DARE and the baselines (and your own methods, as plugins), over cached singular "
+    "value decompositions. Browse the spectra of any "
     "layer, measure task interference (STI) and subspace alignment (SAR), slide α, rank and common-subspace "
     "fractions and watch the merged model respond, then export any figure for a paper."
 )
 
+from spectral.plugins import plugin_failures, plugin_source  # noqa: E402
+
 rows = []
-for name in spectral.list_methods(kind=None):
+for name in spectral.list_methods(kind=None):  # loads plugins (SPECTRAL_PLUGINS, entry points) first
     method = spectral.get_method(name)
     rows.append({"method": method.display_name, "name": name, "paper": method.paper,
-                 "parameters": ", ".join(f"{p.name}={p.default}" for p in method.params)})
+                 "parameters": ", ".join(f"{p.name}={p.default}" for p in method.params),
+                 "source": f"plugin: {plugin_source(name)}" if plugin_source(name) else "built-in"})
+for failure in plugin_failures():
+    st.warning(f"Plugin **{failure.source}** was not loaded: {failure.error}", icon="🧩")
 
 ws = _ui.workspace()
 assert ws.taskset is not None
@@ -40,7 +46,8 @@ st.subheader("Pages")
 st.markdown(
     "- **Task vectors**: per-layer norms, cosine similarity of the flattened task vectors, a summary table.\n"
     "- **Spectra**: singular values of a layer for every task and for TA, Iso-C, Iso-CTS and TSV-M; energy and "
-    "effective rank; the Task Arithmetic → Iso-C interpolation (Iso Fig. 4a); a layer × task effective-rank map.\n"
+    "effective rank; the Task Arithmetic → Iso-C interpolation (Iso Fig. 4a); a layer × task effective-rank map; "
+    "SVC's over-accumulation view (s_r^t, the spectrum before and after calibration).\n"
     "- **Interference**: STI per layer (TSV Fig. 6, 14), UᵀU / VᵀV blocks of one layer (TSV Fig. 3), STI before and "
     "after TSV-M (TSV Fig. 8).\n"
     "- **Alignment**: pairwise SAR_avg (Iso Fig. 3b) and SAR_avg against NAI (Iso Fig. 3a).\n"

@@ -73,6 +73,22 @@ def lab() -> None:
                 st.caption("Exact: every number rests on the whole test split.")
             _ui.table_download("Per-task table (CSV)", data.table, f"merge-lab-{ws.spec}.csv".replace("/", "_"),
                                "dl_ml_table")
+            published_beside(summary)
+
+
+def published_beside(summary) -> None:
+    """The seed papers' published numbers for the chosen methods at this task count, marked as published."""
+    from spectral import published
+
+    architecture = getattr(ws.pool, "architecture", None)
+    rows = published.published_for(methods, T, architecture)
+    if not len(rows):
+        return
+    st.subheader("Published", help=published.caption(architecture, T))
+    st.caption(published.caption(architecture, T))
+    st.dataframe(published.beside(summary, rows).style.format(
+        {"yours (%)": "{:.2f}", "published (%)": "{:.2f}", "published normalised (%)": "{:.2f}"}, na_rep="—"),
+        hide_index=True, width="stretch")
 
 
 @st.fragment(run_every=1.0)

@@ -71,8 +71,38 @@ def effective_rank_section() -> None:
                             "components holds most of the energy.")
 
 
+@st.fragment
+def overaccumulation_section() -> None:
+    from spectral.methods.svc import PER_LAYER_BASES
+
+    st.subheader("Over-accumulation and Singular Value Calibration (SVC)")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    base = c1.selectbox("Base merge", list(PER_LAYER_BASES), key="sp_svc_base", format_func=_ui.display_name,
+                        bind="query-params", persist_state="session",
+                        help="The merge whose singular values SVC calibrates (Li et al. 2026, Alg. 1)")
+    svc_alpha = c2.slider("Calibration floor α_svc", 0.05, 5.0, 1.0, 0.05, key="sp_svc_alpha", bind="query-params",
+                          persist_state="session", help="γ_r = T / Σ_t max(α_svc, s_r^t)")
+    components = c3.slider("Directions", 4, 64, 24, 4, key="sp_svc_components", bind="query-params",
+                           persist_state="session")
+    with st.expander(f"{_ui.display_name(base)} parameters", expanded=False):
+        base_params = _ui.method_params([base], T, "sp_svc", per_row=1).get(base, {})
+    params = {"base": base, "svc_alpha": svc_alpha, **base_params}
+    settings = {"layer": layer, "params": params}
+    left, right = st.columns(2)
+    with left:
+        _ui.show_figure(ws, "svc_coefficients", {**settings, "components": components}, key="svc_coefficients",
+                        caption="s_r^t (SVC Eq. 8): how many times task t's response along the merge's r-th "
+                                "direction is counted in the merge. Red cells (above α_svc) are over-accumulated: "
+                                "shared directions summed once per task.")
+    with right:
+        _ui.show_figure(ws, "svc_spectrum", {**settings, "log_y": True}, key="svc_spectrum",
+                        caption="The merge's singular values before (dotted) and after calibration; grey: γ_r. "
+                                "SVC changes only singular values, never directions.")
+
+
 if not methods:
     st.info("Choose at least one merge to compare.")
 spectra_section()
 interpolation_section()
 effective_rank_section()
+overaccumulation_section()

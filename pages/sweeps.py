@@ -33,6 +33,24 @@ def sweep(kind: str, settings: dict[str, Any], key: str, caption: str) -> None:
     _ui.show_figure(ws, kind, settings, key=key, caption=caption)
 
 
+def published_beside_sweep(methods: list[str], settings: dict[str, Any]) -> None:
+    """Each method's best point of the α sweep next to the seed papers' published number (marked as published)."""
+    from spectral import published
+
+    data = ws.memo.get(registry.data_key("alpha_sweep", registry.resolve_settings("alpha_sweep", settings)))
+    architecture = getattr(ws.pool, "architecture", None)
+    rows = published.published_for(methods, T, architecture, include_references=False)
+    if data is None or not len(rows):
+        return
+    means = data.table.groupby(["model", "value"], sort=False).accuracy.mean().groupby(level=0).max()
+    best = means.rename("accuracy").reset_index()
+    st.caption(f"{published.caption(architecture, T)}. *Yours*: the best mean accuracy over this α grid (chosen on "
+               "the test split here; the papers choose α on validation).")
+    st.dataframe(published.beside(best, rows).style.format(
+        {"yours (%)": "{:.2f}", "published (%)": "{:.2f}", "published normalised (%)": "{:.2f}"}, na_rep="—"),
+        hide_index=True, width="stretch")
+
+
 tab_rank, tab_alpha, tab_common, tab_ablation = st.tabs(
     ["Rank fraction (TSV-C)", "α sensitivity", "Common subspace (Iso-CTS)", "Ablation (TSV Table 4)"])
 
@@ -60,6 +78,7 @@ with tab_alpha:
         sweep("alpha_sweep", {"methods": methods, "alphas": alphas}, "alpha_sweep",
               "Iso Fig. 8: Task Arithmetic is sensitive to α; Iso-C and Iso-CTS are flatter. Stars mark each "
               "method's best α on this pool (other parameters at their defaults).")
+        published_beside_sweep(methods, {"methods": methods, "alphas": alphas})
     else:
         st.info("Choose at least one method.")
 

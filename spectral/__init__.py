@@ -19,7 +19,7 @@ from torch import Tensor
 from spectral.engine import Engine
 from spectral.errors import SpectralError
 from spectral.methods import compress_layer, get_method, list_methods
-from spectral.methods.base import LayerFactors
+from spectral.methods.base import LayerFactors, Method, Param
 from spectral.taskset import TaskSet
 
 __version__ = "0.1.0"
@@ -37,6 +37,21 @@ def merge_layer(method: str, task_matrices: Tensor, *, alpha: float = 1.0, **par
     return m.layer_fn(layer, alpha=alpha, **resolved)
 
 
+def register_method(method: Method, *, replace: bool = False) -> Method:
+    """Register your own merging method (see README, "Your own method in one file", and :mod:`spectral.plugins`)."""
+    from spectral.plugins import register_method as register
+
+    return register(method, replace=replace)
+
+
+def load_plugins() -> list[str]:
+    """Load plugins from the ``spectral.methods`` entry points and ``SPECTRAL_PLUGINS`` (failures are recorded, never
+    raised: :func:`spectral.plugins.plugin_failures`)."""
+    from spectral.plugins import load_plugins as load
+
+    return load()
+
+
 def __getattr__(name: str) -> Any:
     # Metrics are imported on first use so that `import spectral` stays light for the CLI.
     if name in {"sti", "sar", "effective_rank"}:
@@ -47,6 +62,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Engine", "LayerFactors", "SpectralError", "TaskSet", "compress_layer", "effective_rank", "list_methods",
-    "merge_layer", "sar", "sti",
+    "Engine", "LayerFactors", "Method", "Param", "SpectralError", "TaskSet", "compress_layer", "effective_rank",
+    "get_method", "list_methods", "load_plugins", "merge_layer", "register_method", "sar", "sti",
 ]

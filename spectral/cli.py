@@ -84,12 +84,17 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from spectral.methods import REGISTRY
+    from spectral.plugins import load_plugins, plugin_failures, plugin_source
 
+    load_plugins()
     for m in REGISTRY.values():
-        print(f"{m.name:16s} {m.display_name} — {m.paper}")
+        source = plugin_source(m.name)
+        print(f"{m.name:16s} {m.display_name} — {m.paper}" + (f"  [plugin: {source}]" if source else ""))
         for p in m.params:
             rng = f" [{p.low}, {p.high}]" if p.low is not None else (f" {list(p.choices)}" if p.choices else "")
             print(f"    {p.name}={p.default}{rng}  {p.help}")
+    for failure in plugin_failures():
+        print(f"plugin not loaded: {failure.source}: {failure.error}", file=sys.stderr)
     return 0
 
 

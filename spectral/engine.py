@@ -218,6 +218,8 @@ class Engine:
         m, alpha, rest = self.resolve(method, params)
         if m.kind != "merge":
             raise ValueError(f"{m.name} is a compression method: use Engine.compress")
+        if m.alpha_form == "nonlinear":  # e.g. SVC: every alpha is its own merge
+            rest = {**rest, "alpha": alpha}
         memo_key = (m.name, tuple(sorted(rest.items())))
         with self._lock:
             if memo_key in self._merges:
@@ -232,6 +234,10 @@ class Engine:
     def _compute_delta(self, m: Method, params: dict[str, Any], progress: Progress) -> MergedDelta:
         ts = self.taskset
         out = MergedDelta()
+        whole_model = getattr(m, "whole_model", None)  # SVC over a whole-model base (TIES, MagMax, DARE)
+        if whole_model is not None and whole_model(params):
+            out.constant = m.model_delta(self, params, progress)  # type: ignore[attr-defined]
+            return out
         if m.model_fn is not None:
             slope = m.model_fn(ts.lazy_task_vectors(), alpha=1.0, progress=progress, **params)
             out.slope = {k: v.cpu() for k, v in slope.items()}
@@ -242,7 +248,9 @@ class Engine:
             progress(i, n_keys, f"{m.display_name}: {key}")
             if key in ts.matrix_keys:
                 layer = CachedLayer(self, key)
-                if m.alpha_form == "linear":
+                if m.alpha_form == "nonlinear":
+                    out.constant[key] = m.layer_fn(layer, **params).cpu()
+                elif m.alpha_form == "linear":
                     out.slope[key] = m.layer_fn(layer, alpha=1.0, **params).cpu()
                 elif m.alpha_form == "affine":
                     f0 = m.layer_fn(layer, alpha=0.0, **params)
@@ -252,10 +260,13 @@ class Engine:
                     out.constant[key] = m.layer_fn(layer, alpha=1.0, **params).cpu()
             else:
                 stacked = ts.task_matrices(key)
-                if m.non_matrix == "mean":
+                rule = m.non_matrix_rule(params)
+                if m.alpha_form == "nonlinear":
+                    out.constant[key] = merge_non_matrix(rule, stacked, float(params["alpha"]))
+                elif rule == "mean":
                     out.constant[key] = merge_non_matrix("mean", stacked, 1.0)
                 else:
-                    out.slope[key] = merge_non_matrix(m.non_matrix, stacked, 1.0)
+                    out.slope[key] = merge_non_matrix(rule, stacked, 1.0)
         progress(n_keys, n_keys, f"{m.display_name}: done")
         return out
 

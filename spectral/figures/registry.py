@@ -470,6 +470,59 @@ _register(FigureKind(
 ))
 
 
+# -- over-accumulation (SVC, Li et al. 2026) ---------------------------------------------------------------------------
+SVC_DEFAULTS = {"layer": None, "params": {"base": "task_arithmetic", "alpha": 1.0, "svc_alpha": 1.0}}
+
+
+def _svc_layer(ws: Workspace, s: dict[str, Any]):
+    from spectral.metrics import overaccumulation
+
+    engine = _engine(ws)
+    key = analysis.resolve_layer(engine.taskset, s["layer"])
+    params = s.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ParameterError("settings 'params' must map SVC parameter names to values")
+    return key, overaccumulation.svc_calibration(engine.layer(key), params), dict(params)
+
+
+def _svc_coefficients(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+    from spectral.metrics import overaccumulation
+
+    key, calibrated, params = _svc_layer(ws, s)
+    table = overaccumulation.coefficient_table(calibrated, list(ws.task_names), components=int(s["components"]))
+    svc_alpha = float(get_method("svc").resolve_params(params, len(ws.task_names))["svc_alpha"])
+    return FigureData(table, {"layer": analysis.layer_label(key), "key": key, "svc_alpha": svc_alpha})
+
+
+def _svc_spectrum(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+    from spectral.metrics import overaccumulation
+
+    key, calibrated, params = _svc_layer(ws, s)
+    base = str(get_method("svc").resolve_params(params, len(ws.task_names))["base"])
+    return FigureData(overaccumulation.spectrum_table(calibrated),
+                      {"layer": analysis.layer_label(key), "key": key, "base": base})
+
+
+def _oa_fig():
+    from spectral.figures import overaccumulation as oa_fig
+
+    return oa_fig
+
+
+_register(FigureKind(
+    "svc_coefficients", "Over-accumulation: s_r^t per task and direction", "SVC Eq. 8 (Li et al. 2026)",
+    {**SVC_DEFAULTS, "components": 24}, _svc_coefficients,
+    lambda d, s: _oa_fig().coefficient_heatmap(d.table, svc_alpha=float(d.meta.get("svc_alpha", 1.0))),
+))
+_register(FigureKind(
+    "svc_spectrum", "Spectrum before and after SVC", "SVC Alg. 1 (Li et al. 2026)",
+    {**SVC_DEFAULTS, "log_y": True}, _svc_spectrum,
+    lambda d, s: _oa_fig().calibrated_spectrum_figure(d.table, log_y=bool(s["log_y"]),
+                                                      label=_display(str(d.meta.get("base", "task_arithmetic")))),
+    view=("log_y",),
+))
+
+
 def regenerate(document: Mapping[str, Any], *, workspace: Workspace | None = None,
                progress: Progress | None = None) -> tuple[go.Figure, FigureData, dict[str, Any]]:
     """(figure, data, resolved settings) of a settings document, opening its pool unless ``workspace`` is given."""

@@ -163,13 +163,18 @@ class Method:
     non_matrix: Literal["sum", "alpha_mean", "mean"] = "alpha_mean"
     kind: Literal["merge", "compress"] = "merge"
     description: str = ""
-    #: how the result depends on alpha: "linear" (α·f), "affine" (f₀ + α·f₁, e.g. CART), "none" (ignored).
+    #: how the result depends on alpha: "linear" (α·f), "affine" (f₀ + α·f₁, e.g. CART), "none" (ignored),
+    #: "nonlinear" (e.g. SVC: alpha is part of the merge; every alpha is a new merge).
     #: The engine uses it to answer an alpha-only change with one fused add instead of a re-merge.
-    alpha_form: Literal["linear", "affine", "none"] = "linear"
+    alpha_form: Literal["linear", "affine", "none", "nonlinear"] = "linear"
 
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    def non_matrix_rule(self, params: Mapping[str, Any]) -> str:
+        """How non-matrix parameters are merged for these (resolved) parameters; SVC defers to its base."""
+        return self.non_matrix
 
     def resolve_params(self, params: Mapping[str, Any], num_tasks: int | None = None) -> dict[str, ParamValue]:
         """Defaults filled in, every value validated; unknown names are an error naming the valid ones."""
