@@ -162,25 +162,7 @@ class RayExecutor(Executor):
         self._ray = ray
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
-            import spectral
-
-            # workers import spectral from the same checkout (a shared path on a real cluster, or installed)
-            pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(spectral.__file__)))
-            env_vars = {"PYTHONPATH": os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)}
-            for name in ("SPECTRAL_CACHE_DIR",):
-                if os.environ.get(name):
-                    env_vars[name] = os.environ[name]
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "runtime_env": {"env_vars": env_vars}}
-            if loopback:
-                kwargs.update(address="local", _node_ip_address="127.0.0.1",
-                              object_store_memory=LOCAL_OBJECT_STORE_BYTES)
-                if num_cpus is not None:
-                    kwargs["num_cpus"] = num_cpus
-            else:
-                kwargs["address"] = address
-            log.info("connecting to Ray at %s", address)
-            ray.init(**kwargs)
+            connect(address, num_cpus=num_cpus)
         self._remote = ray.remote(_ray_entry)
 
     @property
@@ -224,6 +206,31 @@ class RayExecutor(Executor):
         if self._owns_connection and self._ray.is_initialized():
             self._ray.shutdown()
             self._owns_connection = False
+
+
+def connect(address: str = "local", *, num_cpus: int | None = None) -> None:
+    """``ray.init`` the way spectral's workers need it: no dashboard, the driver's checkout on the workers'
+    ``PYTHONPATH`` and ``$SPECTRAL_CACHE_DIR`` passed on; ``local`` starts a private cluster bound to 127.0.0.1
+    with a capped object store. Tests call this with a ``ray.cluster_utils.Cluster`` address."""
+    loopback = address in ("local", "")
+    ray = _import_ray(loopback)
+    import spectral
+
+    # workers import spectral from the same checkout (a shared path on a real cluster, or installed)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(spectral.__file__)))
+    env_vars = {"PYTHONPATH": os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)}
+    if os.environ.get("SPECTRAL_CACHE_DIR"):
+        env_vars["SPECTRAL_CACHE_DIR"] = os.environ["SPECTRAL_CACHE_DIR"]
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "runtime_env": {"env_vars": env_vars}}
+    if loopback:
+        kwargs.update(address="local", _node_ip_address="127.0.0.1", object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+    else:
+        kwargs["address"] = address
+    log.info("connecting to Ray at %s", address)
+    ray.init(**kwargs)
 
 
 def ray_address(address: str | None = None) -> str | None:

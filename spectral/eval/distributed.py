@@ -203,21 +203,23 @@ def _default_cache() -> str:
 # SVD cache build
 # ---------------------------------------------------------------------------------------------------------------
 def build_svd_batch(*, pool: str, cache_dir: str | None, keys: list[str], matrix_filter: str = "default",
-                    device: str = "auto", trust_pickle: bool = False) -> int:
+                    device: str = "auto", trust_pickle: bool = False, pool_cache_dir: str | None = None) -> int:
     """One unit of ``cache build``: the SVDs of ``keys`` (same-shape matrices) of every task, written to the
-    shared content-keyed cache; returns how many were computed (0 if another worker had them already)."""
+    shared content-keyed cache in ``cache_dir``; returns how many were computed (0 if another worker had them).
+    ``pool_cache_dir``: where a demo zoo pool lives, if not in ``cache_dir``."""
     from spectral.engine import Engine
     from spectral.taskset import TaskSet
 
-    opened = open_pool_spec(pool, cache_dir=cache_dir, trust_pickle=trust_pickle)
+    opened = open_pool_spec(pool, cache_dir=pool_cache_dir or cache_dir, trust_pickle=trust_pickle)
     engine = Engine(TaskSet.from_pool(opened, matrix_filter=matrix_filter), cache_dir=cache_dir, device=device)
     return engine.build_cache(keys=keys)
 
 
-def cache_build_units(engine: Any, *, pool_spec: str, cache_dir: str | None, matrix_filter: str = "default",
-                      trust_pickle: bool = False, num_gpus: float = 0.0, max_keys: int = 8) -> list[Unit]:
+def cache_build_units(engine: Any, *, pool_spec: str, cache_dir: str, pool_cache_dir: str | None = None,
+                      matrix_filter: str = "default", trust_pickle: bool = False, num_gpus: float = 0.0,
+                      max_keys: int = 8) -> list[Unit]:
     """The missing part of ``engine``'s SVD cache as units: same-shape matrix keys, at most ``max_keys`` per
-    unit (one batched SVD each on the worker)."""
+    unit (one batched SVD on the worker)."""
     ts = engine.taskset
     by_shape: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for key in ts.matrix_keys:
@@ -229,7 +231,18 @@ def cache_build_units(engine: Any, *, pool_spec: str, cache_dir: str | None, mat
             batch = keys[start : start + max_keys]
             units.append(Unit(
                 key=(shape, start), fn=build_svd_batch, label=f"SVD {'×'.join(map(str, shape))} × {len(batch)}",
-                kwargs={"pool": pool_spec, "cache_dir": cache_dir, "keys": batch, "matrix_filter": matrix_filter,
-                        "device": "auto", "trust_pickle": trust_pickle},
+                kwargs={"pool": pool_spec, "cache_dir": cache_dir, "pool_cache_dir": pool_cache_dir, "keys": batch,
+                        "matrix_filter": matrix_filter, "device": "auto", "trust_pickle": trust_pickle},
                 num_cpus=1.0, num_gpus=num_gpus))
     return units
+
+
+def build_cache(engine: Any, executor: Executor, *, pool_spec: str, pool_cache_dir: str | None = None,
+                matrix_filter: str = "default", trust_pickle: bool = False, progress: Progress | None = None,
+                max_keys: int = 8) -> int:
+    """``engine.build_cache()`` with its batches spread over ``executor``'s workers (which write the shared
+    cache at ``engine.cache.root``); returns how many SVDs were computed."""
+    units = cache_build_units(engine, pool_spec=pool_spec, cache_dir=str(Path(engine.cache.root).resolve()),
+                              pool_cache_dir=pool_cache_dir, matrix_filter=matrix_filter, trust_pickle=trust_pickle,
+                              num_gpus=1.0 if executor.gpus() > 0 else 0.0, max_keys=max_keys)
+    return sum(int(done.value) for done in executor.run(units, progress))
