@@ -4,6 +4,8 @@ The tests share one cluster; the node-removal test runs last because it takes th
 """
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -14,6 +16,8 @@ from spectral.eval.results import ResultsStore
 from spectral.executor import LocalExecutor, RayExecutor
 
 ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow  # a cluster start and worker processes importing torch: about a minute in all
 
 POOL = "zoo-micro"
 FRACTIONS = (0.1, 0.5, 1.0)
@@ -89,8 +93,14 @@ def test_cache_build_on_ray_fills_the_same_entries(cluster, shared_cache, tmp_pa
     assert entries(local) and entries(remote) == entries(local)
 
 
-def test_removing_the_worker_node_mid_sweep_still_completes(cluster, pool, shared_cache, local_table, tmp_path):
+def test_removing_the_worker_node_mid_sweep_still_completes(cluster, shared_cache, local_table, tmp_path):
+    # a cache of its own: workers open the pool again and compute SVDs, so units are still running when the
+    # worker node goes away
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_cache / "zoo", cache / "zoo")
+    pool = open_pool_spec(POOL, cache_dir=cache)
     store = ResultsStore(tmp_path / "results.sqlite")
+    points = len(FRACTIONS) * len(pool.task_names) + 2
     removed = []
 
     def progress(done: int, total: int, text: str) -> None:
@@ -98,10 +108,9 @@ def test_removing_the_worker_node_mid_sweep_still_completes(cluster, pool, share
             cluster.remove_node(cluster.worker_node)
             removed.append(done)
 
-    table, executor = _ray_sweep(pool, shared_cache, store, progress=progress)
-    assert removed and len(_alive_nodes()) == 1
+    table, executor = _ray_sweep(pool, cache, store, progress=progress)
+    assert removed and removed[0] < points and len(_alive_nodes()) == 1
     pd.testing.assert_frame_equal(table, local_table)
-    points = len(FRACTIONS) * len(pool.task_names) + 2
     assert executor.units_run == points == len(store)  # every point exactly once
     keys = store.to_dataframe().drop_duplicates("run")[["method", "params", "split"]]
     assert not keys.duplicated().any()
