@@ -246,3 +246,33 @@ def build_cache(engine: Any, executor: Executor, *, pool_spec: str, pool_cache_d
                               pool_cache_dir=pool_cache_dir, matrix_filter=matrix_filter, trust_pickle=trust_pickle,
                               num_gpus=1.0 if executor.gpus() > 0 else 0.0, max_keys=max_keys)
     return sum(int(done.value) for done in executor.run(units, progress))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the dashboard's sweeps
+# ---------------------------------------------------------------------------------------------------------------
+def page_sweep_plan(kind: str, settings: Mapping[str, Any]) -> Callable[[Evaluator], Any] | None:
+    """The evaluator calls behind a Sweeps-page figure (:mod:`spectral.figures.sweep_runner`, same result keys),
+    for :func:`compute_missing` to run its missing points on a cluster first; None for a kind that runs locally."""
+    if kind == "rank_sweep":
+        def plan(ev: Evaluator) -> None:
+            from spectral.eval import sweeps
+
+            sweeps.rank_sweep(ev, [float(f) for f in settings["fractions"]])
+    elif kind == "alpha_sweep":
+        def plan(ev: Evaluator) -> None:
+            ev.zeroshot(), ev.finetuned()
+            params = settings.get("params") or {}
+            for method in settings["methods"]:
+                for alpha in settings["alphas"]:
+                    ev.merged(method, **{**dict(params.get(method) or {}), "alpha": float(alpha)})
+    elif kind == "common_frac_sweep":
+        def plan(ev: Evaluator) -> None:
+            ev.zeroshot(), ev.finetuned()
+            alpha = float(settings["alpha"])
+            ev.merged("iso_c", alpha=alpha)
+            for frac in settings["fractions"]:
+                ev.merged("iso_cts", alpha=alpha, common_frac=float(frac))
+    else:
+        return None
+    return plan
