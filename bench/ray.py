@@ -12,7 +12,9 @@ on each side: the first on Ray is *cold* (worker processes start, import torch a
                                     expected on 2 cores; the ratio survives machine load)
     ray_overhead_per_point_s        (warm Ray wall − local wall / nodes used) / points: what distribution costs
                                     per point beyond ideal parallel compute                  (goal ≤ 0.5)
-    ray_cold_overhead_per_point_s   the same for the cold sweep (includes worker start-up)
+    ray_dispatch_overhead_per_point_s  (warm Ray wall − compute time measured inside the workers / nodes used)
+                                    / points: dispatch, transfer and storing per point     (goal ≤ 0.5)
+    ray_cold_overhead_per_point_s   as ray_overhead_per_point_s for the cold sweep (includes worker start-up)
 
     python bench/ray.py [--pool zoo-8] [--fractions-a 0.01,0.02,0.03,0.05,0.1] [--fractions-b 0.2,0.3,0.4,0.5,1.0]
 """
@@ -39,6 +41,7 @@ from spectral.cache import default_cache_dir  # noqa: E402
 from spectral.eval import sweeps  # noqa: E402
 from spectral.eval.distributed import open_pool_spec, run_sweep  # noqa: E402
 from spectral.eval.evaluate import Evaluator  # noqa: E402
+from spectral.eval.results import ResultsStore  # noqa: E402
 from spectral.executor import LocalExecutor, RayExecutor, connect  # noqa: E402
 
 OBJECT_STORE_BYTES = 100 * 2**20
@@ -96,6 +99,10 @@ def main() -> int:
             executor = RayExecutor(cluster.address)
             ray_warm_s = _sweep(pool, cache, ray_store, frac_b, executor, args.pool)
             warm_points, used = executor.units_run, len(executor.nodes_used)
+            # compute time measured inside the workers (stored per result): what is left of the wall time is
+            # dispatch, transfer and storing
+            runs = ResultsStore(ray_store).to_dataframe(method="tsv_c").drop_duplicates("run")
+            warm_compute_s = float(runs[runs["param_k_frac"].isin(frac_b)]["seconds"].sum())
         finally:
             ray.shutdown()
             cluster.shutdown()
@@ -113,6 +120,8 @@ def main() -> int:
     print(f"ray_over_local_wall: {ray_warm_s / local_s:.2f}")
     # ideal: the local compute split over the nodes that actually ran points
     print(f"ray_overhead_per_point_s: {(ray_warm_s - local_s / max(used, 1)) / warm_points:.3f}")
+    print(f"ray_warm_worker_compute_s: {warm_compute_s:.2f}")
+    print(f"ray_dispatch_overhead_per_point_s: {(ray_warm_s - warm_compute_s / max(used, 1)) / warm_points:.3f}")
     print(f"ray_cold_overhead_per_point_s: {(ray_cold_s - local_s / max(cold_used, 1)) / cold_points:.3f}")
     return 0
 

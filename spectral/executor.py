@@ -122,7 +122,11 @@ class LocalExecutor(Executor):
 def _ray_entry(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> tuple[Any, str, float]:
     """What a Ray worker runs: the unit, and the id of the node it ran on."""
     import ray
+    import torch
 
+    # a unit uses the CPUs Ray gave it, not every core of the node (torch would take them all)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
     t0 = time.perf_counter()
     value = fn(**dict(kwargs))
     return value, ray.get_runtime_context().get_node_id(), time.perf_counter() - t0
