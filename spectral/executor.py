@@ -223,8 +223,9 @@ def connect(address: str = "local", *, num_cpus: int | None = None) -> None:
     # workers import spectral from the same checkout (a shared path on a real cluster, or installed)
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(spectral.__file__)))
     env_vars = {"PYTHONPATH": os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)}
-    if os.environ.get("SPECTRAL_CACHE_DIR"):
-        env_vars["SPECTRAL_CACHE_DIR"] = os.environ["SPECTRAL_CACHE_DIR"]
+    for name in ("SPECTRAL_CACHE_DIR", "SPECTRAL_POOL_FACTORIES"):  # where caches are; pools registered by name
+        if os.environ.get(name):
+            env_vars[name] = os.environ[name]
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "runtime_env": {"env_vars": env_vars}}
     if loopback:

@@ -32,8 +32,14 @@ REFERENCE_LABELS = ("zeroshot", "finetuned", "tsv_c")
 # worker side
 # ---------------------------------------------------------------------------------------------------------------
 def open_pool_spec(spec: str, *, cache_dir: str | Path | None = None, trust_pickle: bool = False) -> Any:
-    """A pool from its spec string, as the CLI resolves it: ``zoo-8`` / ``zoo-micro`` … (demo zoo in
-    ``cache_dir``), a pool YAML, or a checkpoint folder."""
+    """A pool from its spec string, as the CLI and the dashboard resolve it: a registered name (also through
+    ``$SPECTRAL_POOL_FACTORIES``), ``zoo-8`` / ``zoo-micro`` … (demo zoo in ``cache_dir``), a pool YAML, or a
+    checkpoint folder."""
+    from spectral.app_state import open_pool as open_registered_pool
+    from spectral.app_state import registered_pools
+
+    if spec in registered_pools():
+        return open_registered_pool(spec)
     if spec.startswith("zoo-"):
         from spectral.zoo import open_zoo_pool
 
