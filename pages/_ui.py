@@ -351,7 +351,8 @@ def cluster_sidebar() -> dict[str, Any] | None:
         except Exception as err:  # noqa: BLE001 - an unreachable cluster: say so, the pages still run here
             st.warning(f"Ray cluster {address} unreachable: {err}")
             return None
-        st.caption(f"`{address}` · {info['nodes']} nodes · {info['cpus']:g} CPUs · {info['gpus']:g} GPUs")
+        nodes = f"{info['nodes']} node" + ("" if info["nodes"] == 1 else "s")
+        st.caption(f"`{address}` · {nodes} · {info['cpus']:g} CPUs · {info['gpus']:g} GPUs")
     return info
 
 
