@@ -140,6 +140,7 @@ def sidebar() -> tuple[str, str, bool]:
                  persist_state="session", help="Paper template width of the PDF / SVG / PNG downloads")
         st.caption(_cache_size_line(os.fspath(default_cache_dir())),
                    help="`python -m spectral cache status` for details, `cache clean` to free space")
+    cluster_sidebar()
     return spec, device, bool(trust)
 
 
@@ -442,3 +443,90 @@ def merge_methods(*, per_layer: bool = False) -> list[str]:
 
 def display_name(method: str) -> str:
     return get_method(method).display_name
+
+
+# -- Ray cluster (set $SPECTRAL_RAY_ADDRESS) -------------------------------------------------------------------------
+@st.cache_data(ttl=15, show_spinner=False)
+def _cluster_info(address: str) -> dict[str, Any]:
+    from spectral.executor import cluster_info
+
+    return cluster_info(address) or {}
+
+
+def cluster_sidebar() -> dict[str, Any] | None:
+    """The Ray cluster's address and size in the sidebar when ``$SPECTRAL_RAY_ADDRESS`` names one, else None."""
+    from spectral.executor import ray_address
+
+    address = ray_address()
+    if address is None:
+        return None
+    with st.sidebar:
+        st.subheader("Ray cluster")
+        try:
+            info = _cluster_info(address)
+        except Exception as err:  # noqa: BLE001 - an unreachable cluster: say so, the pages still run here
+            st.warning(f"Ray cluster {address} unreachable: {err}")
+            return None
+        nodes = f"{info['nodes']} node" + ("" if info["nodes"] == 1 else "s")
+        st.caption(f"`{address}` · {nodes} · {info['cpus']:g} CPUs · {info['gpus']:g} GPUs")
+    return info
+
+
+def run_on_cluster(ws: Workspace, kind: str, settings: dict[str, Any], key: str) -> None:
+    """When a cluster is configured, offer to compute a sweep figure's missing points on it (each point a Ray
+    unit; this process stores the results), and wait for them; the figure then reads every point from the store."""
+    from spectral.app_state import freeze
+    from spectral.eval.distributed import compute_missing, page_sweep_plan
+    from spectral.executor import RayExecutor, ray_address
+
+    address = ray_address()
+    plan = page_sweep_plan(kind, settings)
+    if address is None or plan is None:
+        return
+    try:
+        _cluster_info(address)
+    except Exception:  # noqa: BLE001 - the sidebar says why; the sweep runs here
+        return
+    if not st.toggle("Run on the Ray cluster", value=True, key=f"ray_{key}", persist_state="session",
+                     help=f"Every missing point is a Ray task on {address}; results come back to this app's store."):
+        return
+
+    def work(progress: Any) -> int:
+        return compute_missing(ws.evaluator, plan, RayExecutor(address), pool_spec=ws.spec, progress=progress)
+
+    job = ws.jobs.submit(("ray", kind, freeze(settings)), work, label=f"{kind} on the Ray cluster")
+    computed = wait_for(job, f"Computing the sweep's points on the Ray cluster ({address})")
+    if computed:
+        st.caption(f"{computed} points computed on the Ray cluster.")
+
+
+def adapt_on_cluster(ws: Workspace, config: Any, *, disabled: bool = False) -> None:
+    """When a cluster is configured, a button that runs this adaptation as one Ray unit (its checkpoint lands in
+    the shared cache); the page's Load result then reads the finished run and evaluates it here."""
+    import dataclasses
+    from pathlib import Path
+
+    from spectral.adapt.commands import adapt_unit
+    from spectral.cache import default_cache_dir
+    from spectral.executor import RayExecutor, Unit, ray_address
+
+    address = ray_address()
+    if address is None:
+        return
+    if not st.button("Run on the Ray cluster", key="ad_ray", disabled=disabled, icon=":material/hub:",
+                     help=f"One Ray task on {address}; the checkpoint goes to the shared cache"):
+        return
+    cache_dir = str(Path(ws.cache_dir or default_cache_dir()).resolve())
+
+    def work(progress: Any) -> dict[str, Any]:
+        executor = RayExecutor(address)
+        gpus = 1.0 if executor.gpus() > 0 else 0.0
+        unit = Unit(key=config.label, fn=adapt_unit, label=config.label, num_gpus=gpus,
+                    kwargs={"pool": ws.spec, "cache_dir": cache_dir, "device": "auto" if gpus else "cpu",
+                            "trust_pickle": False, "config": dataclasses.asdict(config)})
+        return next(iter(executor.run([unit], progress))).value
+
+    job = ws.jobs.submit(("ray-adapt", config), work, label=f"{config.label} on the Ray cluster")
+    with guard("Running on the Ray cluster"):
+        done = wait_for(job, f"{config.label} on the Ray cluster ({address})")
+        st.success(f"Step {done['step']} reached on the cluster: press **Load result** to evaluate it here.")

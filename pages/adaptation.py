@@ -110,6 +110,7 @@ if b3.button("Start over", key="ad_fresh", disabled=running or (not saved and ha
     registry.forget(run_id)
     st.rerun()
 b4.caption(f"{config.label} · run `{run_id}` · {T} tasks")
+_ui.adapt_on_cluster(ws, config, disabled=running)
 
 
 @st.fragment(run_every=POLL_S if running else None)

@@ -30,6 +30,8 @@ def sweep(kind: str, settings: dict[str, Any], key: str, caption: str) -> None:
         if not st.button("Run sweep", key=f"run_{key}", type="primary"):
             st.info("Press **Run sweep** to merge and evaluate every point (it keeps running if you switch pages).")
             return
+    if dkey not in ws.memo:
+        _ui.run_on_cluster(ws, kind, resolved, key)
     _ui.show_figure(ws, kind, settings, key=key, caption=caption)
 
 

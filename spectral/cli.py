@@ -102,15 +102,34 @@ def cmd_cache_build(args: argparse.Namespace) -> int:
     from spectral.engine import Engine
 
     engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device)
+    from spectral.executor import ray_address
     from spectral.io import remove_stale_temporaries
 
     for tmp in remove_stale_temporaries(engine.cache.svd_dir):  # left by killed builders (untouched for an hour)
         log.info("removed stale temporary %s", tmp.path)
-    with tqdm_progress("SVD cache") as progress:
-        computed = engine.build_cache(progress=progress)
+    if ray_address(getattr(args, "ray", None)):
+        computed = _cache_build_on_ray(args, engine)
+    else:
+        with tqdm_progress("SVD cache") as progress:
+            computed = engine.build_cache(progress=progress)
     status = engine.cache_status()
     print(f"computed {computed} SVDs; {status['cached']}/{status['total']} task matrices cached in {engine.cache.root}")
     return 0
+
+
+def _cache_build_on_ray(args: argparse.Namespace, engine: Any) -> int:
+    """``cache build --ray``: batches of same-shape SVDs as units on the cluster, written to the shared cache."""
+    from spectral.cache import default_cache_dir
+    from spectral.eval.distributed import build_cache
+    from spectral.executor import get_executor
+
+    if not getattr(args, "pool", None):
+        raise SpectralError("cache build --ray needs --pool (workers open the pool by its name or path)")
+    with get_executor(args.ray) as executor, tqdm_progress("SVD cache") as progress:
+        computed = build_cache(engine, executor, pool_spec=args.pool, pool_cache_dir=str(Path(default_cache_dir()).resolve()),
+                               matrix_filter=args.matrix_filter, trust_pickle=args.trust_pickle, progress=progress)
+        print(executor.summary_line("SVD batches"))
+    return computed
 
 
 def cmd_cache_status(args: argparse.Namespace) -> int:
@@ -233,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="SVD cache").add_subparsers(dest="cache_command", required=True)
     p = cache.add_parser("build", help="compute the SVD of every task matrix once")
     add_pool_arguments(p)
+    from spectral.eval.commands import add_ray_argument
+
+    add_ray_argument(p)
     p.set_defaults(func=cmd_cache_build)
     p = cache.add_parser("status", help="size on disk by kind; with a pool, how much of its SVDs is cached")
     add_pool_arguments(p)

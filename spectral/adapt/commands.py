@@ -142,17 +142,60 @@ def cmd_adapt_compare(args: argparse.Namespace) -> int:
                                                                             "k_frac": cart.k_frac}),
     }
     timing: dict[str, float | None] = {}
-    for config in (_config(args, method="adamerging", base="task_arithmetic", lambda_mode="task"),
-                   _config(args, method="adamerging", base="task_arithmetic", lambda_mode="layer"),
-                   ta, cart):
+    configs = (_config(args, method="adamerging", base="task_arithmetic", lambda_mode="task"),
+               _config(args, method="adamerging", base="task_arithmetic", lambda_mode="layer"),
+               ta, cart)
+    from spectral.executor import ray_address
+
+    if ray_address(getattr(args, "ray", None)):
+        # the runs go to the cluster and checkpoint into the shared cache; below they resume finished
+        timing.update(_adapt_on_ray(args, configs))
+        args.fresh = False
+    for config in configs:
         result = _adapt(ws, config, args)
         rows[config.label] = evaluate_result(ws, result)
-        timing[config.label] = result.seconds_per_step
+        timing[config.label] = timing.get(config.label) or result.seconds_per_step
     print(f"\n{args.steps} steps each, selection '{args.selection}' (no labels); test accuracy (%) per task:")
     _print_accuracies(rows, tasks)
     print("\ntime per step (s, device " + str(ws.engine.device) + "): "
           + ", ".join(f"{k}: {v:.3f}" for k, v in timing.items() if v))
     return 0
+
+
+def adapt_unit(*, pool: str, cache_dir: str, device: str, trust_pickle: bool, config: dict[str, Any],
+               fresh: bool = False) -> dict[str, Any]:
+    """One adaptation run on a worker (a unit of ``adapt compare --ray``): opens the pool by name, runs or
+    resumes to the configured steps and leaves its checkpoint in the shared ``<cache>/adapt/``."""
+    from spectral.adapt.run import AdaptConfig, Adaptation
+    from spectral.app_state import Workspace
+
+    ws = Workspace(pool, device=device, cache_dir=cache_dir, trust_pickle=trust_pickle).open()
+    run = Adaptation(ws.engine, ws.pool, AdaptConfig(**config), cache_dir=cache_dir)
+    if fresh:
+        run.checkpoint_path.unlink(missing_ok=True)
+    result = run.run()
+    return {"run_id": result.run_id, "step": result.step, "seconds_per_step": result.seconds_per_step}
+
+
+def _adapt_on_ray(args: argparse.Namespace, configs: Any) -> dict[str, float | None]:
+    """Each adaptation of ``configs`` as one unit on the Ray cluster; seconds per step by label."""
+    import dataclasses
+
+    from spectral.cache import default_cache_dir
+    from spectral.cli import tqdm_progress
+    from spectral.executor import Unit, get_executor
+
+    cache_dir = str(Path(args.cache_dir or default_cache_dir()).resolve())
+    with get_executor(args.ray) as executor, tqdm_progress("adaptation runs") as progress:
+        gpus = 1.0 if executor.gpus() > 0 else 0.0
+        units = [Unit(key=c.label, fn=adapt_unit, label=c.label, num_gpus=gpus,
+                      kwargs={"pool": args.pool, "cache_dir": cache_dir, "device": "auto" if gpus else "cpu",
+                              "trust_pickle": args.trust_pickle, "config": dataclasses.asdict(c),
+                              "fresh": args.fresh})
+                 for c in configs]
+        timing = {done.unit.key: done.value["seconds_per_step"] for done in executor.run(units, progress)}
+        print(executor.summary_line("adaptation runs"))
+    return timing
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -206,4 +249,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_adapt_list)
     p = sub.add_parser("compare", help="TA, CART and their adaptive versions on one pool, evaluated")
     _add_common(p)
+    from spectral.eval.commands import add_ray_argument
+
+    add_ray_argument(p)
     p.set_defaults(func=cmd_adapt_compare)

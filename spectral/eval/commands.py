@@ -58,6 +58,32 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-image-cache", action="store_true",
                    help="decode image files on every pass instead of caching preprocessed uint8 pixels in "
                         "<cache>/images/")
+    add_ray_argument(p)
+
+
+def add_ray_argument(p: argparse.ArgumentParser) -> None:
+    """``--ray ADDRESS``: run the command's units on a Ray cluster (default: $SPECTRAL_RAY_ADDRESS, else here)."""
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: auto | host:port | local (a private cluster on this machine); "
+                        "default $SPECTRAL_RAY_ADDRESS, else in this process")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    from spectral.executor import get_executor
+
+    return get_executor(getattr(args, "ray", None))
+
+
+def _run_units(args: argparse.Namespace, ev: Any, executor: Any, fn: Any, progress: Any) -> Any:
+    """``fn(ev)`` with its missing evaluations computed on ``executor`` (see spectral.eval.distributed)."""
+    from spectral.eval.distributed import run_sweep
+
+    return run_sweep(ev, fn, executor, pool_spec=args.pool, trust_pickle=args.trust_pickle, progress=progress)
+
+
+def _print_nodes(executor: Any) -> None:
+    if executor.is_distributed:
+        print(executor.summary_line("points"))
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -96,13 +122,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from spectral.cli import parse_params
     from spectral.progress import tqdm_progress
 
-    with tqdm_progress(f"{args.pool} {args.method}") as progress:
-        ev = open_evaluator(args, progress)
+    def run(ev: Any, progress: Any = None) -> tuple[dict[str, float], dict[str, float], Any]:
         zs, ft = ev.zeroshot(progress=progress), ev.finetuned(progress=progress)
         if args.method in ("zeroshot", "finetuned"):
-            result = ev.reference_result(args.method)
-        else:
-            result = ev.merged_result(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
+            return zs, ft, ev.reference_result(args.method)
+        return zs, ft, ev.merged_result(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
+
+    with _executor(args) as executor, tqdm_progress(f"{args.pool} {args.method}") as progress:
+        ev = open_evaluator(args, progress)
+        zs, ft, result = (_run_units(args, ev, executor, run, progress) if executor.is_distributed
+                          else run(ev, progress))
+        _print_nodes(executor)
         accs = dict(result.accuracies)
     s = ev.summary(accs)
     df = pd.DataFrame({"task": list(accs), "accuracy": list(accs.values()), "finetuned": [ft[t] for t in accs],
@@ -136,28 +166,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from spectral.eval import sweeps
 
     alphas = _floats(args.alphas)
-    with tqdm_progress(f"{args.kind} sweep") as progress:
-        ev = open_evaluator(args, progress)
+
+    def run(ev: Any, progress: Any) -> tuple[Any, list[str]]:
         if args.kind == "rank":
-            df = sweeps.rank_sweep(ev, _floats(args.fractions) or sweeps.RANK_FRACTIONS, progress=progress)
-            by = ["k_frac"]
-        elif args.kind == "alpha":
-            df = sweeps.alpha_sweep(ev, args.method, alphas or sweeps.ALPHAS, params=parse_params(args.param),
-                                    progress=progress)
-            by = ["method", "alpha", "params"]
-        elif args.kind == "common":
-            df = sweeps.common_frac_sweep(ev, _floats(args.common_fracs) or sweeps.COMMON_FRACS, alphas=alphas,
-                                          select_split=args.select_split, progress=progress)
-            by = ["common_frac", "alpha"]
-        elif args.kind == "ablation":
-            df = sweeps.tsv_ablation(ev, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
-                                     progress=progress)
-            by = ["variant", "low_rank", "interference_reduction", "alpha"]
-        else:
-            methods = args.methods.split(",") if args.methods else sweeps.METHODS
-            df = sweeps.method_table(ev, methods, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
-                                     progress=progress)
-            by = ["method", "alpha"]
+            return sweeps.rank_sweep(ev, _floats(args.fractions) or sweeps.RANK_FRACTIONS, progress=progress), \
+                ["k_frac"]
+        if args.kind == "alpha":
+            return sweeps.alpha_sweep(ev, args.method, alphas or sweeps.ALPHAS, params=parse_params(args.param),
+                                      progress=progress), ["method", "alpha", "params"]
+        if args.kind == "common":
+            return sweeps.common_frac_sweep(ev, _floats(args.common_fracs) or sweeps.COMMON_FRACS, alphas=alphas,
+                                            select_split=args.select_split, progress=progress), \
+                ["common_frac", "alpha"]
+        if args.kind == "ablation":
+            return sweeps.tsv_ablation(ev, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
+                                       progress=progress), ["variant", "low_rank", "interference_reduction", "alpha"]
+        methods = args.methods.split(",") if args.methods else sweeps.METHODS
+        return sweeps.method_table(ev, methods, alphas=alphas or sweeps.ALPHAS, select_split=args.select_split,
+                                   progress=progress), ["method", "alpha"]
+
+    with _executor(args) as executor, tqdm_progress(f"{args.kind} sweep") as progress:
+        ev = open_evaluator(args, progress)
+        df, by = _run_units(args, ev, executor, lambda e: run(e, progress if e is ev else None), progress)
+        _print_nodes(executor)
     summary = sweeps.summarize_table(df, by)
     cols = [c for c in summary.columns if c in ("accuracy", "normalized", "finetuned", "zeroshot")]
     summary[cols] = (summary[cols] * 100).round(2)

@@ -151,6 +151,7 @@ class Result:
     seconds: float
     created: float
     pool_name: str = ""
+    node: str = ""  # the Ray node id it ran on ("" when it ran in the process that stored it)
 
     @property
     def is_subsample(self) -> bool:
@@ -191,6 +192,17 @@ CREATE INDEX IF NOT EXISTS runs_pool_method ON runs (pool, method);
 """
 
 
+def _add_column(con: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """Migration of a database made before ``column`` existed (another process may be adding it too)."""
+    if column in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
+
+
 class ResultsStore:
     """SQLite results database (default ``<cache>/results.sqlite``)."""
 
@@ -203,6 +215,7 @@ class ResultsStore:
             con.executescript(_SCHEMA)
             con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._migrate(con)
+            _add_column(con, "runs", "node", "TEXT NOT NULL DEFAULT ''")
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         """Version 1 → 2: ``runs`` gains ``subsample`` and it joins the unique key. SQLite cannot change a table's
@@ -255,27 +268,27 @@ class ResultsStore:
 
     def _get(self, con: sqlite3.Connection, key: ResultKey) -> Result | None:
         row = con.execute(
-            "SELECT id, seconds, created, pool_name FROM runs WHERE pool=? AND method=? AND params=? AND split=? "
+            "SELECT id, seconds, created, pool_name, node FROM runs WHERE pool=? AND method=? AND params=? AND split=? "
             "AND code_version=? AND subsample=?",
             (key.pool, key.method, key.params, key.split, key.code_version, key.subsample),
         ).fetchone()
         if row is None:
             return None
-        run_id, seconds, created, pool_name = row
+        run_id, seconds, created, pool_name, node = row
         accs, counts = {}, {}
         for task, acc, n in con.execute("SELECT task, accuracy, n FROM accuracies WHERE run_id=? ORDER BY rowid",
                                         (run_id,)):
             accs[task], counts[task] = float(acc), int(n)
-        return Result(key, accs, counts, float(seconds), float(created), pool_name)
+        return Result(key, accs, counts, float(seconds), float(created), pool_name, node or "")
 
     def __contains__(self, key: ResultKey) -> bool:
         return self.get(key) is not None
 
     # -- writes -------------------------------------------------------------------------------------------------
     def put(self, key: ResultKey, accuracies: Mapping[str, float], *, counts: Mapping[str, int] | None = None,
-            seconds: float = 0.0, pool_name: str = "") -> Result:
+            seconds: float = 0.0, pool_name: str = "", node: str = "") -> Result:
         """Insert a result in one transaction; if the key is already there (another process was faster), the
-        stored result is kept and returned."""
+        stored result is kept and returned. ``node``: the Ray node that computed it."""
         counts = counts or {}
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
@@ -286,9 +299,9 @@ class ResultsStore:
                     return existing
                 cur = con.execute(
                     "INSERT INTO runs (pool, pool_name, method, params, split, code_version, created, seconds, "
-                    "subsample) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "subsample, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (key.pool, pool_name, key.method, key.params, key.split, key.code_version, time.time(), seconds,
-                     key.subsample),
+                     key.subsample, node),
                 )
                 run_id = cur.lastrowid
                 con.executemany(
@@ -351,7 +364,7 @@ class ResultsStore:
                      code_version: str | None = None):
         """Long table: one row per (run, task) with pool, pool_name, method, params (JSON), every parameter as
         its own column, split, code_version, task, accuracy, n (images it rests on), subsample (0: whole split),
-        seconds, created."""
+        seconds, created, node (Ray node id)."""
         import pandas as pd
 
         where, args = self._where(**{"r.pool": pool, "r.method": method, "r.split": split,
@@ -359,13 +372,13 @@ class ResultsStore:
         with self._connect() as con:
             rows = con.execute(
                 "SELECT r.id, r.pool, r.pool_name, r.method, r.params, r.split, r.code_version, r.seconds, "
-                f"r.created, a.task, a.accuracy, a.n, r.subsample FROM runs r JOIN accuracies a ON a.run_id = r.id"
+                f"r.created, a.task, a.accuracy, a.n, r.subsample, r.node FROM runs r JOIN accuracies a ON a.run_id = r.id"
                 f"{where} "
                 "ORDER BY r.id, a.rowid",
                 args,
             ).fetchall()
         cols = ["run", "pool", "pool_name", "method", "params", "split", "code_version", "seconds", "created",
-                "task", "accuracy", "n", "subsample"]
+                "task", "accuracy", "n", "subsample", "node"]
         df = pd.DataFrame(rows, columns=cols)
         if len(df):
             params = pd.DataFrame([json.loads(p) for p in df["params"]], index=df.index)

@@ -154,11 +154,16 @@ def best_alpha(
     if not _has_alpha(method) or not alphas:
         return None
     best, best_acc = None, -math.inf
+    pending = False
     for alpha in alphas:
         accs = ev.merged(method, alpha=float(alpha), split=split, **dict(params or {}))
         mean = sum(accs.values()) / len(accs)
+        pending = pending or math.isnan(mean)
         if mean > best_acc + 1e-12:
             best, best_acc = float(alpha), mean
+    if pending and hasattr(ev, "pending_alpha"):
+        # planning a distributed sweep (spectral.eval.distributed): the choice waits for these results
+        return ev.pending_alpha(alphas)
     return best
 
 
