@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,7 @@ def _entry(kind: str, path: Path) -> Entry:
         st = path.stat()
     except FileNotFoundError:  # removed meanwhile by another process
         return Entry(kind, path, -1, 0.0)
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         last = max([st.st_mtime] + [_mtime(c) for c in _children(path)])
         return Entry(kind, path, _size(path), last)
     return Entry(kind, path, st.st_size, st.st_mtime)

@@ -80,6 +80,8 @@ def atomic_save_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadat
     tmp = temp_path(path)
     try:
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        # safetensors ≥ 0.6 writes its own 0600 temporary and renames it over ours: set the mode afterwards
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -250,3 +250,10 @@ def test_size_parsing():
     assert hk.parse_size("0") == 0
     with pytest.raises(spectral.SpectralError, match="size"):
         hk.parse_size("big")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    from spectral.io import FILE_MODE
+
+    atomic_save_tensors(tmp_path / "t.safetensors", {"a": torch.zeros(2)})  # safetensors' own temporary is 0600
+    assert (tmp_path / "t.safetensors").stat().st_mode & 0o777 == FILE_MODE
