@@ -190,15 +190,3 @@ class SVDCache:
 def to_device(factors: SVD, device: torch.device) -> SVD:
     return tuple(f.to(device, non_blocking=True) for f in factors)  # type: ignore[return-value]
 
-
-def __getattr__(name: str):
-    """Atomic-write helpers moved to :mod:`spectral.io`; code written against the old location still imports them
-    (with a DeprecationWarning) until every caller has moved."""
-    if name in ("atomic_write_bytes", "atomic_save_tensors"):
-        import warnings
-
-        from spectral import io
-
-        warnings.warn(f"spectral.cache.{name} moved to spectral.io.{name}", DeprecationWarning, stacklevel=2)
-        return getattr(io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
