@@ -73,7 +73,7 @@ def lab() -> None:
                 st.caption("Exact: every number rests on the whole test split.")
             _ui.table_download("Per-task table (CSV)", data.table, f"merge-lab-{ws.spec}.csv".replace("/", "_"),
                                "dl_ml_table")
-            published_beside(summary)
+            published_beside(analysis.accuracy_summary(data.table))
 
 
 def published_beside(summary) -> None:

@@ -44,43 +44,9 @@ class PoolError(SpectralError):
 
 
 # -- pools ---------------------------------------------------------------------------------------------------------
-_POOL_FACTORIES: dict[str, Callable[[], ModelPool]] = {}
-_POOL_LOCK = threading.Lock()
-
-
-def register_pool(name: str, factory: Callable[[], ModelPool]) -> None:
-    """Make ``name`` openable as a pool spec (for extensions and tests); ``factory()`` returns the pool."""
-    with _POOL_LOCK:
-        _POOL_FACTORIES[name] = factory
-
-
-def registered_pools() -> list[str]:
-    _load_env_factories()
-    return sorted(_POOL_FACTORIES)
-
-
-_ENV_LOADED: set[str] = set()
-
-
-def _load_env_factories() -> None:
-    """``SPECTRAL_POOL_FACTORIES="name=module:callable,…"`` registers pools by import path (set by whoever starts
-    the server, e.g. the browser tests; never read from a page)."""
-    raw = os.environ.get("SPECTRAL_POOL_FACTORIES", "")
-    if not raw or raw in _ENV_LOADED:
-        return
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        name, _, target = item.partition("=")
-        module_name, _, attr = target.partition(":")
-        if not (name and module_name and attr):
-            log.warning("SPECTRAL_POOL_FACTORIES: ignoring %r (expected name=module:callable)", item)
-            continue
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            log.warning("SPECTRAL_POOL_FACTORIES: cannot import %s (%s)", target, err)
-            continue
-        register_pool(name, factory)
-    _ENV_LOADED.add(raw)
+# The registry of named pools lives beside ModelPool (spectral.pool), so that headless code (Ray workers, the CLI)
+# opens registered pools without importing the dashboard's state.
+from spectral.pool import _load_env_factories, register_pool, registered_factory, registered_pools  # noqa: E402,F401
 
 
 _ZOO_SPEC = re.compile(r"^zoo-(\d+)(?:-s(\d+))?$")
@@ -112,9 +78,9 @@ def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | Non
     spec = spec.strip()
     if not spec:
         raise PoolError("no pool given: choose a demo zoo or enter a pool YAML / checkpoint folder")
-    _load_env_factories()
-    if spec in _POOL_FACTORIES:
-        return _POOL_FACTORIES[spec]()
+    factory = registered_factory(spec)
+    if factory is not None:
+        return factory()
     try:
         if is_zoo_spec(spec):
             try:

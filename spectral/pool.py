@@ -11,13 +11,19 @@ other layouts (task_vectors' ``model.visual.…``, HF CLIPVisionModel) into thes
 from __future__ import annotations
 
 import abc
-from typing import Literal
+import importlib
+import logging
+import os
+import threading
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 Split = Literal["train", "val", "test"]
+
+log = logging.getLogger(__name__)
 
 
 class ModelPool(abc.ABC):
@@ -79,3 +85,49 @@ def load_image_encoder(pool: ModelPool, state_dict: dict[str, Tensor], device: t
     encoder = pool.build_image_encoder()
     encoder.load_state_dict(strip_visual_prefix(state_dict), strict=True)
     return encoder.to(device).eval()
+
+
+# -- named pools (extensions, tests, Ray workers) ------------------------------------------------------------------
+_POOL_FACTORIES: dict[str, Callable[[], ModelPool]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def register_pool(name: str, factory: Callable[[], ModelPool]) -> None:
+    """Make ``name`` openable as a pool spec (for extensions and tests); ``factory()`` returns the pool."""
+    with _POOL_LOCK:
+        _POOL_FACTORIES[name] = factory
+
+
+def registered_pools() -> list[str]:
+    _load_env_factories()
+    return sorted(_POOL_FACTORIES)
+
+
+def registered_factory(name: str) -> Callable[[], ModelPool] | None:
+    """The factory registered under ``name`` (also through ``$SPECTRAL_POOL_FACTORIES``), or None."""
+    _load_env_factories()
+    return _POOL_FACTORIES.get(name)
+
+
+_ENV_LOADED: set[str] = set()
+
+
+def _load_env_factories() -> None:
+    """``SPECTRAL_POOL_FACTORIES="name=module:callable,…"`` registers pools by import path (set by whoever starts
+    the server, e.g. the browser tests; never read from a page)."""
+    raw = os.environ.get("SPECTRAL_POOL_FACTORIES", "")
+    if not raw or raw in _ENV_LOADED:
+        return
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, target = item.partition("=")
+        module_name, _, attr = target.partition(":")
+        if not (name and module_name and attr):
+            log.warning("SPECTRAL_POOL_FACTORIES: ignoring %r (expected name=module:callable)", item)
+            continue
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            log.warning("SPECTRAL_POOL_FACTORIES: cannot import %s (%s)", target, err)
+            continue
+        register_pool(name, factory)
+    _ENV_LOADED.add(raw)

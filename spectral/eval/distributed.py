@@ -36,11 +36,11 @@ def open_pool_spec(spec: str, *, cache_dir: str | Path | None = None, trust_pick
     """A pool from its spec string, as the CLI and the dashboard resolve it: a registered name (also through
     ``$SPECTRAL_POOL_FACTORIES``), ``zoo-8`` / ``zoo-micro`` … (demo zoo in ``cache_dir``), a pool YAML, or a
     checkpoint folder."""
-    from spectral.app_state import open_pool as open_registered_pool
-    from spectral.app_state import registered_pools
+    from spectral.pool import registered_factory
 
-    if spec in registered_pools():
-        return open_registered_pool(spec)
+    factory = registered_factory(spec)
+    if factory is not None:
+        return factory()
     if spec.startswith("zoo-"):
         from spectral.zoo import open_zoo_pool
 
