@@ -33,7 +33,6 @@ from spectral.figures.export import (
     IMAGE_FORMATS,
     csv_bytes,
     export_figure,
-    file_stem,
     find_chromium,
     settings_yaml,
 )
@@ -241,7 +240,7 @@ def download_row(ws: Workspace, kind: str, settings: Mapping[str, Any], data: re
                  *, key: str) -> None:
     """Five download buttons; the files are built only when clicked (``data=callable``, ``on_click="ignore"``)."""
     columns = export_columns(kind)
-    stem = file_stem(kind, ws.spec)
+    stem = registry.download_stem(kind, ws.spec, settings, data.meta)
     document = registry.settings_document(kind, ws.spec, settings, columns=columns, meta=data.meta)
     chromium = find_chromium() is not None
     cols = st.columns(5, gap="small", width=420)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import MODEL_DASH, model_color, model_dash
+from spectral.figures.style import MODEL_WIDTH, is_reference, merge_style
 
 
 def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
@@ -16,12 +16,14 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
         r = list(sel[value]) + [sel[value].iloc[0]]
         fig.add_trace(go.Scatterpolar(
             r=r, theta=tasks + [tasks[0]], mode="lines+markers", name=str(model),
-            line=dict(color=model_color(str(model), i), dash=model_dash(str(model)),
-                      width=1.5 if model in MODEL_DASH else 2.5),
-            marker=dict(size=4),
+            line=merge_style(str(model), i).line(1.5 if is_reference(str(model)) else MODEL_WIDTH - 0.5),
+            marker=merge_style(str(model), i).marker(5),
             hovertemplate="%{theta}: %{r:.1f}<extra>" + str(model) + "</extra>",
         ))
     top = 100.0 if value == "accuracy" else max(1.0, float(table[value].max()))
-    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=90, tickangle=90)),
+    # the radial tick labels run between the first two spokes, never over a spoke or its task label
+    between = 180.0 / max(len(tasks), 1)
+    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=between, tickangle=between, nticks=5),
+                                 angularaxis=dict(direction="counterclockwise", rotation=0)),
                       legend=dict(orientation="h", y=-0.12, yanchor="top", x=0.5, xanchor="center"))
     return fig
