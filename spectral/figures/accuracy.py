@@ -23,7 +23,9 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
     top = 100.0 if value == "accuracy" else max(1.0, float(table[value].max()))
     # the radial tick labels run between the first two spokes, never over a spoke or its task label
     between = 180.0 / max(len(tasks), 1)
-    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=between, tickangle=between, nticks=5),
+    # no label at the outer ring: it would sit beside the first spoke's task name (the ring is ``top``)
+    ticks = [round(top * f, 6) for f in (0.0, 0.25, 0.5, 0.75)]
+    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=between, tickangle=between, tickvals=ticks),
                                  angularaxis=dict(direction="counterclockwise", rotation=0)),
                       legend=dict(orientation="h", y=-0.12, yanchor="top", x=0.5, xanchor="center"))
     return fig

@@ -113,23 +113,47 @@ def _fit_heatmap_text(fig: go.Figure, width: int, height: int, font_px: int) -> 
 
 
 def _category_ticks(fig: go.Figure, width: int, font_px: int) -> None:
-    """Vertical tick labels where categories are too dense for slanted ones (e.g. 20 task names)."""
-    for name in fig.layout:
-        if not name.startswith("xaxis"):
+    """Every category labelled (plotly would silently skip task names on a dense axis), vertical where slanted
+    labels would touch (e.g. 20 task names)."""
+    square = _is_square(fig)
+    thinned: dict[str, int] = {}
+    for name in sorted(fig.layout, key=lambda n: not n.startswith("x")):  # x axes first: y follows in squares
+        if not (name.startswith("xaxis") or name.startswith("yaxis")):
             continue
         axis = fig.layout[name]
+        letter = name[0]
         labels = list(axis.ticktext) if axis.ticktext is not None else None
         if labels is None:
-            values = [t.x for t in fig.data if getattr(t, "x", None) is not None and isinstance(
-                next(iter(t.x), None), str)]
+            values = [getattr(t, letter) for t in fig.data if getattr(t, letter, None) is not None
+                      and len(getattr(t, letter)) and isinstance(getattr(t, letter)[0], str)]
             labels = list(dict.fromkeys(v for xs in values for v in xs))
+            if labels and axis.tickvals is None and any(t.type == "heatmap" for t in fig.data):
+                axis.update(dtick=1)
+        if letter == "y":
+            step = thinned.get(name[5:], 1) if square else 1
+            if step > 1 and axis.ticktext is not None:
+                axis.update(ticktext=[t if i % step == 0 else "" for i, t in enumerate(axis.ticktext)])
+            elif step > 1:
+                axis.update(dtick=step)
+            continue
         if not labels:
             continue
         domain = axis.domain or (0, 1)
-        per_label = width * 0.8 * (domain[1] - domain[0]) / len(labels)
-        if per_label < font_px * 1.5:
+        span = width * 0.75 * (domain[1] - domain[0]) * (0.8 if square else 1.0)
+        per_label = span / len(labels)
+        longest = text_width_px(max(map(str, labels), key=len), font_px)
+        if per_label < font_px * 1.3:
+            # too dense to label every category at this width: every step-th name (the two-column export has all)
+            step = math.ceil(font_px * 1.3 / max(per_label, 1e-6))
+            thinned[name[5:]] = step
+            if axis.ticktext is not None:
+                axis.update(ticktext=[t if i % step == 0 else "" for i, t in enumerate(axis.ticktext)])
+            else:
+                axis.update(dtick=step)
             axis.update(tickangle=-90)
-        elif per_label < text_width_px(max(map(str, labels), key=len), font_px) + 4 and axis.tickangle is None:
+        elif per_label < font_px * 2.2:
+            axis.update(tickangle=-90)
+        elif per_label < longest + 4 and axis.tickangle is None:
             axis.update(tickangle=-45)
 
 
@@ -183,7 +207,7 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     small = base - 1
     out = go.Figure(fig)
     if height_in is None and _is_square(out):
-        plot_height = round(width * (0.9 if columns == "one" else 0.55))
+        plot_height = round(width * (1.0 if columns == "one" else 0.55))
     polar = any(t.type in ("scatterpolar", "barpolar") for t in out.data)
     legend, legend_h = _legend_layout(out, width - (120 if polar else 16), small)
     has_title = bool(out.layout.title.text)
