@@ -28,6 +28,7 @@ from spectral.app_state import (
 )
 from spectral.errors import SpectralError
 from spectral.figures import registry
+from spectral.figures.template import fit_screen_legend
 from spectral.figures.export import (
     DATA_FORMATS,
     IMAGE_FORMATS,
@@ -228,6 +229,7 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
         data = figure_data(ws, kind, settings)
         fig = registry.build(kind, data, settings)
         fig.update_layout(margin=dict(t=30, b=40))  # on screen only; the paper template sets its own
+        fit_screen_legend(fig)  # many tasks + merges: legend above the plot, nothing cut off
         st.plotly_chart(fig, key=f"chart_{key}", theme="streamlit")
         if caption:
             st.caption(caption)

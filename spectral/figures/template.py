@@ -247,3 +247,18 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     _fit_heatmap_text(out, width, plot_height, small)
     _category_ticks(out, width, small)
     return out
+
+
+def fit_screen_legend(fig: go.Figure, max_side_entries: int = 10) -> go.Figure:
+    """On screen (app theme, no template): a legend with more entries than fit beside the plot (e.g. 14 tasks and
+    four merges) goes above it in rows, and the figure grows by those rows, so no entry is cut off. In place."""
+    entries = legend_entries(fig)
+    if len(entries) <= max_side_entries:
+        return fig
+    longest = max(len(e) for e in entries)
+    per_row = max(1, 700 // (longest * 8 + 50))  # a typical page column is ≥ 700 px wide
+    rows = math.ceil(len(entries) / per_row)
+    fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom",
+                                  entrywidth=longest * 8, entrywidthmode="pixels"),
+                      height=(fig.layout.height or 450) + 22 * rows)
+    return fig
