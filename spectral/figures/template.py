@@ -207,8 +207,10 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     small = base - 1
     out = go.Figure(fig)
     if height_in is None and _is_square(out):
-        plot_height = round(width * (1.0 if columns == "one" else 0.55))
+        panels = max(1, sum(1 for name in out.layout if name.startswith("xaxis")))
+        plot_height = round(width * (1.0 if columns == "one" else 0.55) / panels) + (110 if panels > 1 else 0)
     polar = any(t.type in ("scatterpolar", "barpolar") for t in out.data)
+    # plotly wraps a horizontal legend at the plot area's width (polar: inside its wide side margins)
     legend, legend_h = _legend_layout(out, width - (120 if polar else 16), small)
     has_title = bool(out.layout.title.text)
     subplot_titles = any((a.yref or "").endswith("paper") and (a.y or 0) >= 1 for a in out.layout.annotations)
