@@ -103,7 +103,9 @@ def _fit_heatmap_text(fig: go.Figure, width: int, height: int, font_px: int) -> 
         rows = len(trace.z)
         cols = len(trace.z[0]) if rows else 0
         panels = max(1, sum(1 for t in fig.data if t.type == "heatmap" and t.texttemplate))
-        cell_w = 0.7 * width / max(cols * panels, 1)
+        # equal axes: the matrix is as wide as the plot is high, not as the page is wide
+        span = min(width, height) if _is_square(fig) else width
+        cell_w = 0.7 * span / max(cols * panels, 1)
         cell_h = 0.7 * height / max(rows, 1)
         label = max((len(str(v)) for row in (trace.text or []) for v in row), default=4)
         if cell_w < text_width_px("0" * label, font_px) + 2 or cell_h < font_px * 1.2:
