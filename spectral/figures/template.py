@@ -63,7 +63,8 @@ def legend_entries(fig: go.Figure) -> list[str]:
         if trace.type in ("heatmap", "histogram2d", "contour") and trace.showlegend is not True:
             continue
         shown.append(str(trace.name))
-    if len(shown) == 1 and fig.layout.showlegend is not True:
+    forced = any(t.showlegend is True for t in fig.data if t.type not in ("heatmap", "histogram2d", "contour"))
+    if len(shown) == 1 and fig.layout.showlegend is not True and not forced:
         return []  # plotly hides a one-trace legend unless asked
     return shown
 
