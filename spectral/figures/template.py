@@ -115,7 +115,7 @@ def _fit_heatmap_text(fig: go.Figure, width: int, height: int, font_px: int) -> 
             trace.update(textfont=dict(size=font_px, family=SERIF))
 
 
-def _category_ticks(fig: go.Figure, width: int, font_px: int) -> None:
+def _category_ticks(fig: go.Figure, width: int, height: int, font_px: int) -> None:
     """Every category labelled (plotly would silently skip task names on a dense axis), vertical where slanted
     labels would touch (e.g. 20 task names)."""
     square = _is_square(fig)
@@ -134,6 +134,10 @@ def _category_ticks(fig: go.Figure, width: int, font_px: int) -> None:
                 axis.update(dtick=1)
         if letter == "y":
             step = thinned.get(name[5:], 1) if square else 1
+            if not square and labels:
+                domain = axis.domain or (0, 1)
+                per_label = height * 0.75 * (domain[1] - domain[0]) / len(labels)
+                step = max(1, math.ceil(font_px * 1.3 / max(per_label, 1e-6)))
             if step > 1 and axis.ticktext is not None:
                 axis.update(ticktext=[t if i % step == 0 else "" for i, t in enumerate(axis.ticktext)])
             elif step > 1:
@@ -212,12 +216,28 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     if height_in is None and _is_square(out):
         panels = max(1, sum(1 for name in out.layout if name.startswith("xaxis")))
         plot_height = round(width * (1.0 if columns == "one" else 0.55) / panels) + (110 if panels > 1 else 0)
+    grid_rows = len({tuple(out.layout[n].domain or (0, 1)) for n in out.layout if n.startswith("yaxis")})
+    if height_in is None and grid_rows > 1:
+        plot_height = max(plot_height, 150 * grid_rows)  # panels stacked: each keeps a readable height
     polar = any(t.type in ("scatterpolar", "barpolar") for t in out.data)
     # plotly wraps a horizontal legend at the plot area's width (polar: inside its wide side margins)
     legend, legend_h = _legend_layout(out, width - (120 if polar else 16), small)
     has_title = bool(out.layout.title.text)
+    title_lines = 0
+    if has_title:  # (plotly anchors a multi-line title by its first line: the pad below moves it down)  # wrapped to the page width, at word boundaries
+        words, lines, line = str(out.layout.title.text).split(" "), [], ""
+        for word in words:
+            if line and text_width_px(f"{line} {word}", base + 1) > width - 16:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        lines.append(line)
+        title_lines = len(lines)
+        out.layout.title.text = "<br>".join(lines)
     subplot_titles = any((a.yref or "").endswith("paper") and (a.y or 0) >= 1 for a in out.layout.annotations)
-    top = legend_h + (base + 10 if has_title else 0) + (base + 6 if subplot_titles else 0) + 8
+    title_h = round(title_lines * (base + 1) * 1.3) + 6 if has_title else 0
+    top = legend_h + title_h + (base + 6 if subplot_titles else 0) + 8
     margin = dict(l=8, r=8, t=top, b=14, pad=0)
     if polar:
         margin.update(l=60, r=60, t=top + 18, b=24)  # angular labels sit outside the polar domain
@@ -225,14 +245,17 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
         template=pio.templates["simple_white"],
         font=dict(family=SERIF, size=base, color="black"),
         width=width,
-        height=plot_height + legend_h,
+        height=plot_height + legend_h + (round(title_lines * (base + 1) * 1.3) + 6 if has_title else 0),
         margin=margin,
-        title=dict(font=dict(size=base + 1), y=1, yref="container", yanchor="top", x=0, xanchor="left"),
+        title=dict(font=dict(size=base + 1), y=1, yref="container", yanchor="top", x=0, xanchor="left",
+                   pad=dict(t=4 + round(max(0, title_lines - 1) * (base + 1) * 1.3), l=4), automargin=False),
         paper_bgcolor="white",
         plot_bgcolor="white",
         hoverlabel=dict(font=dict(family=SERIF)),
     )
     if legend:
+        if title_h:  # the legend starts under the title
+            legend["y"] = 1 - title_h / (plot_height + legend_h + title_h)
         out.update_layout(legend=legend, showlegend=True)
     for trace in out.data:
         if getattr(trace, "legendgrouptitle", None) is not None and trace.legendgrouptitle.text:
@@ -250,7 +273,7 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     out.update_shapes(fillcolor="rgba(0,0,0,0)", selector=dict(type="rect"))
     _log_ticks(out)
     _fit_heatmap_text(out, width, plot_height, small)
-    _category_ticks(out, width, small)
+    _category_ticks(out, width, plot_height, small)
     return out
 
 

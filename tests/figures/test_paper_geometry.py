@@ -89,3 +89,36 @@ def test_static_figures_are_clean_on_paper(kind: str, num_tasks: int, pools, mea
 def test_evaluated_figures_are_clean_on_paper(kind: str, num_tasks: int, pools, measurer) -> None:
     fig, _, _ = figures(pools(num_tasks), [kind])[kind]
     _check(measurer, fig, f"{kind}, {num_tasks} tasks")
+
+
+@pytest.mark.slow
+def test_adaptation_figures_are_clean_on_paper(tmp_path, measurer) -> None:
+    """The adaptation page's figures (AdaRank masks, kept rank, λ, traces) in both widths."""
+    import sys
+    from pathlib import Path
+
+    adapt_tests = str(Path(__file__).resolve().parent.parent / "adapt")
+    if adapt_tests not in sys.path:
+        sys.path.append(adapt_tests)
+    from synthetic import SyntheticPool, make_engine
+
+    from spectral.adapt import AdaptConfig, run_adaptation
+    from spectral.adapt.tables import kept_rank_table, lambda_table
+    from spectral.analysis import layer_label
+    from spectral.figures import adapt as fig
+
+    pool = SyntheticPool(3)
+    cfg = AdaptConfig(base="cart", steps=3, lr=0.5, select_every=1, eval_every=1, selection="min_entropy")
+    result = run_adaptation(make_engine(pool, tmp_path), pool, cfg, cache_dir=tmp_path)
+    table = kept_rank_table(result)
+    figures_ = {
+        "masks": fig.mask_figure(result.masks, result.task_names, layers=list(result.masks)[:4],
+                                 labels={k: layer_label(k) for k in result.masks}),  # as the page draws it
+        "kept_rank": fig.kept_rank_figure(table),
+        "kept_rank_lines": fig.kept_rank_lines_figure(table, kind="in_proj"),
+        "lambda": fig.lambda_figure(lambda_table(result)),
+        "entropy": fig.entropy_trace_figure(result.traces, selected_step=result.selected_step),
+        "accuracy_trace": fig.accuracy_trace_figure(result.traces),
+    }
+    for name, f in figures_.items():
+        _check(measurer, f, f"adaptation {name}")
