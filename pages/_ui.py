@@ -30,12 +30,12 @@ from spectral.app_state import (
 from spectral.cache import default_cache_dir
 from spectral.errors import SpectralError
 from spectral.figures import registry
+from spectral.figures.template import fit_screen_legend
 from spectral.figures.export import (
     DATA_FORMATS,
     IMAGE_FORMATS,
     csv_bytes,
     export_figure,
-    file_stem,
     find_chromium,
     settings_yaml,
 )
@@ -342,6 +342,7 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
         data = figure_data(ws, kind, settings)
         fig = registry.build(kind, data, settings)
         fig.update_layout(margin=dict(t=30, b=40))  # on screen only; the paper template sets its own
+        fit_screen_legend(fig)  # many tasks + merges: legend above the plot, nothing cut off
         st.plotly_chart(fig, key=f"chart_{key}", theme="streamlit")
         if caption:
             st.caption(caption)
@@ -354,7 +355,7 @@ def download_row(ws: Workspace, kind: str, settings: Mapping[str, Any], data: re
                  *, key: str) -> None:
     """Five download buttons; the files are built only when clicked (``data=callable``, ``on_click="ignore"``)."""
     columns = export_columns(kind)
-    stem = file_stem(kind, ws.spec)
+    stem = registry.download_stem(kind, ws.spec, settings, data.meta)
     document = registry.settings_document(kind, ws.spec, settings, columns=columns, meta=data.meta)
     chromium = find_chromium() is not None
     cols = st.columns(5, gap="small", width=420)

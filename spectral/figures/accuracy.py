@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import MODEL_DASH, model_color, model_dash
+from spectral.figures.style import MODEL_WIDTH, is_reference, merge_style
 
 
 def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
@@ -17,11 +17,11 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
     for i, (model, sel) in enumerate(table.groupby("model", sort=False)):
         sel = sel.set_index("task").reindex(tasks)
         r = list(sel[value]) + [sel[value].iloc[0]]
-        color = model_color(str(model), i)
+        color = merge_style(str(model), i).color
         fig.add_trace(go.Scatterpolar(
             r=r, theta=tasks + [tasks[0]], mode="lines+markers", name=str(model), legendgroup=str(model),
-            line=dict(color=color, dash=model_dash(str(model)), width=1.5 if model in MODEL_DASH else 2.5),
-            marker=dict(size=4),
+            line=merge_style(str(model), i).line(1.5 if is_reference(str(model)) else MODEL_WIDTH - 0.5),
+            marker=merge_style(str(model), i).marker(5),
             hovertemplate="%{theta}: %{r:.1f}<extra>" + str(model) + "</extra>",
         ))
         if estimates and (sel.subsample > 0).any():
@@ -36,6 +36,11 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
                 showlegend=False, line=dict(color=color, width=5), opacity=0.35, hoverinfo="skip",
             ))
     top = 100.0 if value == "accuracy" else max(1.0, float(table[value].max()))
-    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=90, tickangle=90)),
+    # the radial tick labels run between the first two spokes, never over a spoke or its task label
+    between = 180.0 / max(len(tasks), 1)
+    # no label at the outer ring: it would sit beside the first spoke's task name (the ring is ``top``)
+    ticks = [round(top * f, 6) for f in (0.0, 0.25, 0.5, 0.75)]
+    fig.update_layout(polar=dict(radialaxis=dict(range=[0, top], angle=between, tickangle=between, tickvals=ticks),
+                                 angularaxis=dict(direction="counterclockwise", rotation=0)),
                       legend=dict(orientation="h", y=-0.12, yanchor="top", x=0.5, xanchor="center"))
     return fig

@@ -63,7 +63,7 @@ def mask_figure(
     columns = max(1, min(columns, len(keys)))
     rows = math.ceil(len(keys) / columns)
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[labels.get(k, k) for k in keys],
-                        vertical_spacing=min(0.12, 0.6 / max(rows, 1)), horizontal_spacing=0.06)
+                        vertical_spacing=min(0.2, 0.8 / max(rows, 1)), horizontal_spacing=0.06)
     n_states = 4 if (show_changes and initial is not None) else 2
     for i, key in enumerate(keys):
         mask = masks[key]
@@ -83,7 +83,8 @@ def mask_figure(
             row=i // columns + 1, col=i % columns + 1,
         )
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=9))
-    fig.update_xaxes(title_text="component index", title_font=dict(size=10), tickfont=dict(size=9))
+    fig.update_xaxes(title_font=dict(size=10), tickfont=dict(size=9))
+    fig.update_xaxes(title_text="component index", row=rows)  # bottom row only: above, it would meet the titles
     fig.update_layout(height=max(260, 170 * rows + 60), margin=dict(t=50, l=10, r=10, b=10))
     legend = [("kept", KEPT_COLOR), ("pruned", PRUNED_COLOR)]
     if n_states == 4:

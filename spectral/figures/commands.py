@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
+    from spectral.app_state import get_workspace
     from spectral.cli import parse_params
     from spectral.progress import tqdm_progress
     from spectral.errors import SpectralError
@@ -65,7 +66,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
     columns = args.columns or export.get("columns") or registry.get_kind(str(document["figure"])).columns
     height_in = args.height_in if args.height_in is not None else export.get("height_in")
     with tqdm_progress(f"figure {document['figure']}") as progress:
-        fig, data, settings = registry.regenerate(document, progress=progress)
+        fig, data, settings = registry.regenerate(
+            document, open_source=lambda pool, device: get_workspace(pool, device=device), progress=progress)
     try:
         for out in args.output:
             path = Path(out)

@@ -157,10 +157,48 @@ def load_settings(source: str | bytes | Path) -> dict[str, Any]:
     return doc
 
 
-def file_stem(kind: str, pool: str) -> str:
-    """``spectra-zoo-8`` style file names (safe characters only)."""
-    pool_part = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(pool).stem if ("/" in pool or "\\" in pool) else pool)
-    return f"{kind}-{pool_part}".strip("-_")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
+#: longest stem before the settings part is replaced by a hash of it
+MAX_STEM = 80
+_SHORT = {"task_arithmetic": "ta", "weight_average": "wa", "tsv_m": "tsvm", "iso_c": "isoc", "iso_cts": "isocts",
+          "consensus": "cons", "True": "on", "False": "off", "None": "auto"}
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("_", text.replace("·", ".").replace("/", "_")).strip("._-")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return _SHORT[str(value)]
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "+".join(_short(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        return "+".join(f"{_short(k)}.{_short(v)}" for k, v in value.items()) or "none"
+    return _SHORT.get(str(value), str(value))
+
+
+def file_stem(kind: str, pool: str, state: Mapping[str, Any] | None = None) -> str:
+    """A short, filesystem-safe file name carrying the figure's state: ``spectra-zoo-8-layer=0.in_proj-
+    methods=ta+isoc``. ``state`` holds what sets this figure apart (the layer, non-default settings); a stem
+    longer than :data:`MAX_STEM` keeps kind and pool and replaces the rest by a hash of it (still unique)."""
+    pool_part = _safe(Path(pool).stem if ("/" in pool or "\\" in pool) else pool)
+    head = "-".join(p for p in (_safe(kind), pool_part) if p)
+    parts = [_safe(f"{k}={_short(v)}") for k, v in (state or {}).items()]
+    stem = "-".join([head, *[p for p in parts if p]])
+    if len(stem) > MAX_STEM:
+        import hashlib
+
+        digest = hashlib.blake2s("-".join(parts).encode(), digest_size=4).hexdigest()
+        keep = head
+        for part in parts:  # as many whole parts as fit, then the hash of all of them
+            if len(keep) + len(part) + 10 > MAX_STEM:
+                break
+            keep += "-" + part
+        stem = f"{keep}-{digest}"
+    return stem
 
 
 def timestamp() -> str:

@@ -7,15 +7,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from spectral.figures.style import heat_text
+from spectral.figures.style import SEQUENTIAL, heat_text, merge_style, missing_cells_traces, spans_decades
 
 
 def sti_heatmap(grid: pd.DataFrame, *, log_z: bool = False) -> go.Figure:
     """STI (TSV Eq. 6, un-normalised) as a layer × kind heatmap; ``grid``: :func:`spectral.analysis.sti_grid`."""
     values = grid.to_numpy(dtype=float)
     z = np.log10(np.where(values > 0, values, np.nan)) if log_z else values
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index], colorscale="Reds",
+    x, y = [str(c) for c in grid.columns], [str(i) for i in grid.index]
+    fig = go.Figure(missing_cells_traces(z, x, y))  # a kind the layer lacks is no value, not zero
+    fig.add_trace(go.Heatmap(
+        z=z, x=x, y=y, colorscale="Reds",
         colorbar=dict(title="log₁₀ STI" if log_z else "STI"), customdata=values,
         hovertemplate="%{y} · %{x}: STI %{customdata:.4g}<extra></extra>",
     ))
@@ -76,9 +78,11 @@ def sti_blocks_figure(blocks: pd.DataFrame, *, tasks: list[str], k: int,
 def sti_zoom_figure(block: pd.DataFrame, *, matrix: str = "VᵀV") -> go.Figure:
     """Magnitudes of one k × k off-diagonal block (TSV Fig. 3 zoom); ``block``: :func:`spectral.analysis.block_pair`."""
     values = np.abs(block.to_numpy(dtype=float))
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0  # the block's own range, from 0
     fig = go.Figure(go.Heatmap(
-        z=values, x=[str(c) for c in block.columns], y=[str(i) for i in block.index], zmin=0, zmax=1,
-        colorscale="Viridis", colorbar=dict(title=f"|{matrix}|"), text=heat_text(values.tolist(), 2, 12),
+        z=values, x=[str(c) for c in block.columns], y=[str(i) for i in block.index], zmin=0, zmax=top,
+        colorscale=SEQUENTIAL, colorbar=dict(title=f"|{matrix}|"), text=heat_text(values.tolist(), 2, 12),
         texttemplate="%{text}" if values.shape[0] <= 12 else None,
         hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
     ))
@@ -94,10 +98,14 @@ def sti_before_after_figure(table: pd.DataFrame) -> go.Figure:
     order = list(dict.fromkeys(grouped.group))
     sums = grouped.groupby("group", sort=False)[["before", "after"]].sum().reindex(order)
     fig = go.Figure([
-        go.Bar(x=order, y=sums.before, name=f"task matrices (Σ = {sums.before.sum():.3g})", marker_color="#8c564b"),
-        go.Bar(x=order, y=sums.after, name=f"after TSV-M (Σ = {sums.after.sum():.3g})", marker_color="#d62728"),
+        go.Bar(x=order, y=sums.before, name=f"task matrices (Σ = {sums.before.sum():.3g})", marker_color="#777777"),
+        go.Bar(x=order, y=sums.after, name=f"after TSV-M (Σ = {sums.after.sum():.3g})",
+               marker_color=merge_style("tsv_m").color),
     ])
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
-    fig.update_yaxes(title_text="STI (sum over the block's matrices)")
+    # after TSV-M the interference is ~1e-13 of before: only a log axis shows both
+    log = spans_decades(list(sums.before) + list(sums.after))
+    fig.update_yaxes(title_text="STI (sum over the block's matrices)", type="log" if log else "linear",
+                     exponentformat="power")
     fig.update_xaxes(tickangle=-45)
     return fig

@@ -1,4 +1,5 @@
-"""Every dashboard figure by name: default settings, how its data is computed from a workspace, how it is drawn.
+"""Every dashboard figure by name: default settings, how its data is computed from an open pool (any
+:class:`~spectral.figures.source.FigureSource`: the app's workspace, or a test's), how it is drawn.
 
 The same entry serves the page (which shows it and offers the downloads) and ``python -m spectral figure``
 (which regenerates it headlessly from the settings YAML the page exported), so the two cannot drift apart.
@@ -20,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from spectral import analysis
-from spectral.app_state import Progress, Workspace, freeze
+from spectral.figures.source import FigureSource, Progress, SourceOpener, freeze
 from spectral.errors import ParameterError
 from spectral.figures import accuracy as acc_fig
 from spectral.figures import alignment as align_fig
@@ -28,7 +29,7 @@ from spectral.figures import interference as sti_fig
 from spectral.figures import spectra as spec_fig
 from spectral.figures import sweeps as sweep_fig
 from spectral.figures import taskvectors as tv_fig
-from spectral.figures.export import timestamp
+from spectral.figures.export import file_stem, timestamp
 from spectral.methods import get_method
 
 
@@ -46,7 +47,7 @@ class FigureKind:
     title: str
     source: str
     defaults: Mapping[str, Any]
-    compute: Callable[[Workspace, dict[str, Any], Progress], FigureData]
+    compute: Callable[[FigureSource, dict[str, Any], Progress], FigureData]
     build: Callable[[FigureData, dict[str, Any]], go.Figure]
     #: settings that change only the drawing (not the data): left out of the memo key
     view: tuple[str, ...] = ()
@@ -89,13 +90,13 @@ def data_key(name: str, settings: Mapping[str, Any]) -> Hashable:
     return ("figure", name, freeze({k: v for k, v in settings.items() if k not in kind.view}))
 
 
-def compute(name: str, ws: Workspace, settings: Mapping[str, Any], progress: Progress | None = None) -> FigureData:
+def compute(name: str, ws: FigureSource, settings: Mapping[str, Any], progress: Progress | None = None) -> FigureData:
     """The figure's data for an open workspace (not memoised: see :func:`compute_cached`)."""
     resolved = resolve_settings(name, settings)
     return get_kind(name).compute(ws, resolved, progress or (lambda i, n, t: None))
 
 
-def compute_cached(name: str, ws: Workspace, settings: Mapping[str, Any],
+def compute_cached(name: str, ws: FigureSource, settings: Mapping[str, Any],
                    progress: Progress | None = None) -> FigureData:
     resolved = resolve_settings(name, settings)
     return ws.cached(data_key(name, resolved), lambda p: get_kind(name).compute(ws, resolved, p), progress)
@@ -121,8 +122,25 @@ def settings_document(name: str, pool: str, settings: Mapping[str, Any], *, colu
     return doc
 
 
+def download_stem(name: str, pool: str, settings: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> str:
+    """File name (without suffix) of a figure's downloads: kind, pool, the layer drawn and every setting that
+    differs from the kind's defaults, e.g. ``spectra-zoo-8-layer=3.mlp.c_fc-normalise=on``."""
+    kind = get_kind(name)
+    resolved = resolve_settings(name, settings)
+    state: dict[str, Any] = {}
+    if meta and meta.get("layer"):
+        state["layer"] = meta["layer"]
+    for key, value in resolved.items():
+        if key == "layer" and "layer" in state:
+            continue
+        default = kind.defaults.get(key)
+        if freeze(value) != freeze(list(default) if isinstance(default, tuple) else default):
+            state[key] = value
+    return file_stem(name, pool, state)
+
+
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def _engine(ws: Workspace):
+def _engine(ws: FigureSource):
     if ws.engine is None:
         ws.open()
     return ws.engine
@@ -151,7 +169,7 @@ def _check_methods(methods: Sequence[str], *, per_layer: bool = False) -> list[s
     return out
 
 
-def _pair(ws: Workspace, settings: Mapping[str, Any]) -> tuple[str, str]:
+def _pair(ws: FigureSource, settings: Mapping[str, Any]) -> tuple[str, str]:
     tasks = ws.task_names
     default = (tasks[2], tasks[3]) if len(tasks) >= 4 else (tasks[0], tasks[min(1, len(tasks) - 1)])
     a = settings.get("task_a") or default[0]
@@ -175,11 +193,11 @@ def _k_frac(settings: Mapping[str, Any]) -> float | None:
 
 
 # -- task vectors ----------------------------------------------------------------------------------------------------
-def _norms(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _norms(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     return FigureData(analysis.task_vector_norms(_engine(ws), progress=p))
 
 
-def _cosine(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _cosine(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     return FigureData(analysis.cosine_similarity(_engine(ws), progress=p))
 
 
@@ -205,7 +223,7 @@ _register(FigureKind(
 SPECTRA_DEFAULTS = {"layer": None, "methods": list(analysis.SPECTRUM_METHODS), "params": {}, "energy": 0.95}
 
 
-def _spectra(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _spectra(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     engine = _engine(ws)
     methods = _check_methods(s["methods"], per_layer=True)
     key = analysis.resolve_layer(engine.taskset, s["layer"])
@@ -229,7 +247,7 @@ _register(FigureKind(
 ))
 
 
-def _interpolation(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _interpolation(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     engine = _engine(ws)
     key = analysis.resolve_layer(engine.taskset, s["layer"])
     beta = float(s["beta"])
@@ -247,7 +265,7 @@ _register(FigureKind(
 ))
 
 
-def _effective_rank(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _effective_rank(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     return FigureData(analysis.effective_rank_table(_engine(ws), energy=float(s["energy"]), progress=p))
 
 
@@ -259,7 +277,7 @@ _register(FigureKind(
 
 
 # -- interference ------------------------------------------------------------------------------------------------------
-def _sti_layers(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sti_layers(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     per_layer = analysis.sti_per_layer(_engine(ws), k_frac=_k_frac(s), progress=p)
     return FigureData(per_layer, {"total": float(per_layer.sti.sum())})
 
@@ -271,7 +289,7 @@ _register(FigureKind(
 ))
 
 
-def _sti_blocks(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sti_blocks(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     engine = _engine(ws)
     blocks = analysis.sti_block_matrices(engine, s["layer"], k_frac=_k_frac(s))
     meta = {"k": int(blocks.attrs["k"]), "layer": analysis.layer_label(blocks.attrs["key"]),
@@ -288,7 +306,7 @@ _register(FigureKind(
 ))
 
 
-def _sti_zoom(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sti_zoom(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     _engine(ws)
     blocks = compute_cached("sti_blocks", ws, {"layer": s["layer"], "k_frac": s["k_frac"]}, p)
     a, b = _pair(ws, s)
@@ -305,7 +323,7 @@ _register(FigureKind(
 ))
 
 
-def _sti_before_after(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sti_before_after(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     table = analysis.sti_before_after(_engine(ws), k_frac=_k_frac(s), progress=p)
     return FigureData(table, {"before": float(table.before.sum()), "after": float(table.after.sum())})
 
@@ -317,7 +335,7 @@ _register(FigureKind(
 
 
 # -- alignment ---------------------------------------------------------------------------------------------------------
-def _sar_matrix(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sar_matrix(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     return FigureData(analysis.sar_avg_matrix(_engine(ws), eps=float(s["eps"]), k_rule=str(s["k_rule"]), progress=p))
 
 
@@ -327,7 +345,7 @@ _register(FigureKind(
 ))
 
 
-def _accuracy_table(ws: Workspace, methods: Sequence[str], s: Mapping[str, Any], p: Progress) -> pd.DataFrame:
+def _accuracy_table(ws: FigureSource, methods: Sequence[str], s: Mapping[str, Any], p: Progress) -> pd.DataFrame:
     """Per-task accuracies; with ``s["subsample"]`` > 0 an estimate from that many images per task, with columns
     ``n`` (images), ``lo`` / ``hi`` (95 % Wilson interval, %) and ``subsample`` (0: whole split)."""
     subsample = int(s.get("subsample") or 0)
@@ -357,7 +375,7 @@ def _percent(accuracies: Mapping[str, float]) -> dict[str, float]:
     return {t: 100.0 * a for t, a in accuracies.items()}
 
 
-def _adapted_accuracies(ws: Workspace, refs: Sequence[str]) -> dict[str, dict[str, float]]:
+def _adapted_accuracies(ws: FigureSource, refs: Sequence[str]) -> dict[str, dict[str, float]]:
     """Accuracies (%) of stored test-time adaptation results (AdaRank, AdaMerging) by their display names; read
     from the results store, never recomputed here (a run is trained and evaluated on the adaptation page)."""
     if not refs:
@@ -374,7 +392,7 @@ def _adapted_accuracies(ws: Workspace, refs: Sequence[str]) -> dict[str, dict[st
             for ref in refs}
 
 
-def _sar_nai(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _sar_nai(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     engine = _engine(ws)
     methods = _check_methods(s["methods"], per_layer=True)
     accuracies = _accuracy_table(ws, methods, s, lambda i, n, t: p(i, 2 * n, t))
@@ -396,7 +414,7 @@ _register(FigureKind(
 
 
 # -- merge lab ---------------------------------------------------------------------------------------------------------
-def _radar(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _radar(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     _engine(ws)
     methods = _check_methods(s["methods"])
     table = _accuracy_table(ws, methods, s, p)
@@ -413,14 +431,14 @@ _register(FigureKind(
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------------------
-def _rank_sweep(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _rank_sweep(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.figures import sweep_runner
 
     table, refs = sweep_runner.rank_sweep(ws, [float(f) for f in s["fractions"]], p)
     return FigureData(table, {"references": refs})
 
 
-def _alpha_sweep(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _alpha_sweep(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.figures import sweep_runner
 
     methods = _check_methods(s["methods"])
@@ -429,14 +447,14 @@ def _alpha_sweep(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
     return FigureData(table, {"references": refs})
 
 
-def _common_frac_sweep(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _common_frac_sweep(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.figures import sweep_runner
 
     table, refs = sweep_runner.common_frac_sweep(ws, [float(f) for f in s["fractions"]], float(s["alpha"]), p)
     return FigureData(table, {"references": refs})
 
 
-def _ablation(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _ablation(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.figures import sweep_runner
 
     grid = sweep_runner.ALPHA_GRID if s["select_alpha"] else None
@@ -474,7 +492,7 @@ _register(FigureKind(
 SVC_DEFAULTS = {"layer": None, "params": {"base": "task_arithmetic", "alpha": 1.0, "svc_alpha": 1.0}}
 
 
-def _svc_layer(ws: Workspace, s: dict[str, Any]):
+def _svc_layer(ws: FigureSource, s: dict[str, Any]):
     from spectral.metrics import overaccumulation
 
     engine = _engine(ws)
@@ -485,7 +503,7 @@ def _svc_layer(ws: Workspace, s: dict[str, Any]):
     return key, overaccumulation.svc_calibration(engine.layer(key), params), dict(params)
 
 
-def _svc_coefficients(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _svc_coefficients(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.metrics import overaccumulation
 
     key, calibrated, params = _svc_layer(ws, s)
@@ -494,7 +512,7 @@ def _svc_coefficients(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureDa
     return FigureData(table, {"layer": analysis.layer_label(key), "key": key, "svc_alpha": svc_alpha})
 
 
-def _svc_spectrum(ws: Workspace, s: dict[str, Any], p: Progress) -> FigureData:
+def _svc_spectrum(ws: FigureSource, s: dict[str, Any], p: Progress) -> FigureData:
     from spectral.metrics import overaccumulation
 
     key, calibrated, params = _svc_layer(ws, s)
@@ -523,11 +541,11 @@ _register(FigureKind(
 ))
 
 
-def regenerate(document: Mapping[str, Any], *, workspace: Workspace | None = None,
+def regenerate(document: Mapping[str, Any], *, workspace: FigureSource | None = None,
+               open_source: SourceOpener | None = None,
                progress: Progress | None = None) -> tuple[go.Figure, FigureData, dict[str, Any]]:
-    """(figure, data, resolved settings) of a settings document, opening its pool unless ``workspace`` is given."""
-    from spectral.app_state import get_workspace
-
+    """(figure, data, resolved settings) of a settings document, on ``workspace`` or, if none is given, on the
+    source ``open_source(pool, device)`` opens for the document's pool (the CLI passes the app's workspaces)."""
     name = str(document.get("figure", ""))
     get_kind(name)
     settings = resolve_settings(name, document.get("settings") or {})
@@ -536,7 +554,9 @@ def regenerate(document: Mapping[str, Any], *, workspace: Workspace | None = Non
         pool = document.get("pool")
         if not pool:
             raise ParameterError("figure settings need a 'pool' (zoo-8, a pool YAML or a checkpoint folder)")
-        ws = get_workspace(str(pool), device=str(document.get("device", "auto")))
+        if open_source is None:
+            raise ParameterError("regenerate needs an open pool (workspace=) or a way to open one (open_source=)")
+        ws = open_source(str(pool), str(document.get("device", "auto")))
     ws.open(progress)
     data = compute(name, ws, settings, progress)
     return build(name, data, settings), data, settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import model_color, task_color
+from spectral.figures.style import MODEL_WIDTH, TASK_WIDTH, merge_style, missing_cells_traces, task_color
 
 
 def spectra_figure(table: pd.DataFrame, *, log_y: bool = True, normalise: bool = False) -> go.Figure:
@@ -18,11 +18,11 @@ def spectra_figure(table: pd.DataFrame, *, log_y: bool = True, normalise: bool =
     for (source, group), sel in table.groupby(["source", "group"], sort=False):
         y = sel.sigma / sel.sigma.iloc[0] if normalise and len(sel) and sel.sigma.iloc[0] > 0 else sel.sigma
         if group == "task":
-            line = dict(color=task_color(task_i), width=1)
+            line = dict(color=task_color(task_i), width=TASK_WIDTH)
             task_i += 1
-            opacity = 0.55
+            opacity = 0.8
         else:
-            line = dict(color=model_color(str(source)), width=2.5)
+            line = merge_style(str(source)).line(MODEL_WIDTH)
             opacity = 1.0
         fig.add_trace(go.Scatter(x=sel["index"], y=y, mode="lines", name=str(source), line=line, opacity=opacity,
                                  legendgroup=group, legendgrouptitle_text="tasks" if group == "task" else "merges"))
@@ -39,13 +39,14 @@ def energy_figure(table: pd.DataFrame, *, energy: float = 0.95) -> go.Figure:
     task_i = 0
     for (source, group), sel in table.groupby(["source", "group"], sort=False):
         if group == "task":
-            color, width = task_color(task_i), 1
+            line = dict(color=task_color(task_i), width=TASK_WIDTH)
             task_i += 1
         else:
-            color, width = model_color(str(source)), 2.5
+            line = merge_style(str(source)).line(MODEL_WIDTH)
+        color = line["color"]
         k = int(sel.effective_rank.iloc[0]) if len(sel) else 0
         fig.add_trace(go.Scatter(x=sel["index"], y=sel.energy, mode="lines", name=f"{source} (k={k})",
-                                 line=dict(color=color, width=width), legendgroup=group))
+                                 line=line, legendgroup=group))
         if k > 0:
             fig.add_trace(go.Scatter(x=[k], y=[float(sel.energy.iloc[k - 1])], mode="markers", showlegend=False,
                                      marker=dict(color=color, size=7, symbol="diamond"), legendgroup=group,
@@ -82,8 +83,10 @@ def effective_rank_heatmap(table: pd.DataFrame, *, value: str = "fraction") -> g
     """
     grid = table.pivot(index="label", columns="task", values=value)
     grid = grid.reindex(index=list(dict.fromkeys(table.label)), columns=list(dict.fromkeys(table.task)))
-    fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=[str(c) for c in grid.columns], y=list(grid.index), colorscale="Viridis",
+    x, y = [str(c) for c in grid.columns], list(grid.index)
+    fig = go.Figure(missing_cells_traces(grid.to_numpy(dtype=float), x, y))
+    fig.add_trace(go.Heatmap(
+        z=grid.to_numpy(), x=x, y=y, colorscale="Viridis",
         colorbar=dict(title="k / r" if value == "fraction" else "k"),
         hovertemplate="%{y} · %{x}: %{z}<extra></extra>",
     ))

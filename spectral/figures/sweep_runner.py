@@ -1,6 +1,6 @@
 """Sweeps behind the Sweeps page: merge (or compress) at each parameter value and evaluate on every task.
 
-Every point goes through :meth:`spectral.app_state.Workspace.accuracies` (or ``compressed_accuracy``), i.e. the
+Every point goes through :meth:`spectral.figures.source.FigureSource.accuracies` (the app's ``Workspace``) (or ``compressed_accuracy``), i.e. the
 evaluation package's :class:`~spectral.eval.evaluate.Evaluator` and its SQLite results store: a point is never
 evaluated twice, across sessions, restarts and the CLI sweeps of :mod:`spectral.eval.sweeps` (same keys). Points
 are evaluated one at a time, so a running sweep never blocks the merge lab for longer than one evaluation.
@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from spectral.app_state import Progress, Workspace
+from spectral.figures.source import FigureSource, Progress
 from spectral.errors import ParameterError
 from spectral.methods import get_method
 
@@ -32,7 +32,7 @@ def _check_range(values: Sequence[float], low: float, high: float, what: str) ->
         raise ParameterError(f"{what}: values {bad} outside [{low}, {high}]")
 
 
-def references(ws: Workspace, *labels: str) -> dict[str, float]:
+def references(ws: FigureSource, *labels: str) -> dict[str, float]:
     out = {}
     if "Fine-tuned" in labels:
         out["Fine-tuned"] = fmean(ws.accuracies("finetuned").values())
@@ -41,7 +41,7 @@ def references(ws: Workspace, *labels: str) -> dict[str, float]:
     return out
 
 
-def rank_sweep(ws: Workspace, fractions: Sequence[float], progress: Progress) -> tuple[pd.DataFrame, dict[str, float]]:
+def rank_sweep(ws: FigureSource, fractions: Sequence[float], progress: Progress) -> tuple[pd.DataFrame, dict[str, float]]:
     """TSV-C of every task at each rank fraction, evaluated on its own task (TSV Fig. 2; the task is known)."""
     _check_range(fractions, 1e-6, 1.0, "rank fractions")
     tasks = ws.task_names
@@ -56,7 +56,7 @@ def rank_sweep(ws: Workspace, fractions: Sequence[float], progress: Progress) ->
     return pd.DataFrame(rows, columns=COLUMNS), references(ws, "Fine-tuned", "Zero-shot")
 
 
-def alpha_sweep(ws: Workspace, methods: Sequence[str], alphas: Sequence[float],
+def alpha_sweep(ws: FigureSource, methods: Sequence[str], alphas: Sequence[float],
                 params: Mapping[str, Mapping[str, Any]], progress: Progress) -> tuple[pd.DataFrame, dict[str, float]]:
     """Mean accuracy of each method at each α (Iso Fig. 8); other parameters from ``params`` or defaults."""
     _check_range(alphas, 0.0, 3.0, "α values")
@@ -74,7 +74,7 @@ def alpha_sweep(ws: Workspace, methods: Sequence[str], alphas: Sequence[float],
     return pd.DataFrame(rows, columns=COLUMNS), references(ws, "Fine-tuned", "Zero-shot")
 
 
-def common_frac_sweep(ws: Workspace, fractions: Sequence[float], alpha: float,
+def common_frac_sweep(ws: FigureSource, fractions: Sequence[float], alpha: float,
                       progress: Progress) -> tuple[pd.DataFrame, dict[str, float]]:
     """Iso-CTS at each common-subspace fraction k/r (Iso Fig. 6); Iso-C at the same α as reference."""
     _check_range(fractions, 0.0, 1.0, "common fractions")
@@ -106,7 +106,7 @@ def ablation_variants(num_tasks: int) -> list[dict[str, Any]]:
     ]
 
 
-def ablation(ws: Workspace, alpha_grid: Sequence[float] | None, progress: Progress) -> pd.DataFrame:
+def ablation(ws: FigureSource, alpha_grid: Sequence[float] | None, progress: Progress) -> pd.DataFrame:
     """TSV Table 4 on this pool: each variant with α chosen on the validation split from ``alpha_grid`` (as the
     paper; None: each method's default α), evaluated on the test split; change against Task Arithmetic."""
     variants = ablation_variants(len(ws.task_names))

@@ -10,7 +10,7 @@ from typing import Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import model_color
+from spectral.figures.style import MODEL_WIDTH, data_range, merge_style
 
 
 def sweep_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -31,18 +31,23 @@ def sweep_figure(
     fig = go.Figure()
     means = sweep_means(table)
     for i, (model, sel) in enumerate(means.groupby("model", sort=False)):
-        color = model_color(str(model), i)
+        style = merge_style(str(model), i)
+        color = style.color
         fig.add_trace(go.Scatter(x=sel.value, y=sel.accuracy, mode="lines+markers", name=str(model),
-                                 line=dict(color=color, width=2), marker=dict(size=6)))
+                                 line=style.line(MODEL_WIDTH - 0.5), marker=style.marker(6)))
         if mark_best and len(sel):
             best = sel.loc[sel.accuracy.idxmax()]
             fig.add_trace(go.Scatter(x=[best.value], y=[best.accuracy], mode="markers", showlegend=False,
                                      marker=dict(symbol="star", size=13, color=color,
                                                  line=dict(color="black", width=1)),
                                      hovertemplate=f"best {model}: %{{x}} → %{{y:.1f}}<extra></extra>"))
+    # references are horizontal lines named in the legend (annotations beside them would collide when close)
+    x_all = list(means.value)
     for j, (label, value) in enumerate((references or {}).items()):
-        fig.add_hline(y=value, line=dict(color=model_color(label, j), dash="dash", width=1.5),
-                      annotation_text=f"{label} {value:.1f}", annotation_position="bottom right")
+        style = merge_style(label, j)
+        fig.add_trace(go.Scatter(x=[min(x_all), max(x_all)] if x_all else [0, 1], y=[value, value], mode="lines",
+                                 name=f"{label} ({value:.1f})", line=dict(color=style.color, dash="dash", width=1.2),
+                                 hovertemplate=f"{label}: {value:.1f}<extra></extra>"))
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
     fig.update_yaxes(title_text="mean accuracy (%)")
     fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
@@ -57,12 +62,16 @@ def ablation_figure(table: pd.DataFrame) -> go.Figure:
     """
     labels = [f"{'LR' if lr else '—'} / {'IR' if ir else '—'}" for lr, ir in zip(table.low_rank,
                                                                                     table.interference_reduction)]
-    colors = ["#8c564b", "#ff9896", "#1f77b4", "#d62728"][: len(table)]
+    plain, tsv = merge_style("task_arithmetic").color, merge_style("tsv_m").color
+    colors = ["#BBBBBB", plain, "#777777", tsv][: len(table)]
     fig = go.Figure(go.Bar(
         x=labels, y=table.accuracy, marker_color=colors, text=[f"{d:+.1f}" for d in table.delta],
         textposition="outside", customdata=table.variant,
         hovertemplate="%{customdata}: %{y:.1f}<extra></extra>",
     ))
     fig.update_xaxes(title_text="low-rank approximation / interference reduction")
-    fig.update_yaxes(title_text="mean accuracy (%)", range=[0, max(100.0, float(table.accuracy.max()) * 1.1)])
+    # the axis follows the data (a 1-point effect must be visible), with room above for the change labels
+    lo, hi = data_range(table.accuracy) or (0.0, 100.0)
+    span = hi - lo
+    fig.update_yaxes(title_text="mean accuracy (%)", range=[max(0.0, lo - 0.6 * span), hi + 0.35 * span])
     return fig

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from spectral.figures.style import heat_text, task_color
+import numpy as np
+
+from spectral.figures.style import DIVERGING, diverging_range, heat_text, missing_cells_traces, task_color
 
 
 def norms_figure(table: pd.DataFrame, *, log_y: bool = False) -> go.Figure:
@@ -24,12 +26,20 @@ def norms_figure(table: pd.DataFrame, *, log_y: bool = False) -> go.Figure:
 
 
 def cosine_figure(matrix: pd.DataFrame) -> go.Figure:
-    """Cosine similarity of the flattened task vectors (T × T heatmap, Iso Fig. 2a)."""
+    """Cosine similarity of the flattened task vectors (T × T heatmap, Iso Fig. 2a).
+
+    Cosines are signed: a diverging scale centred on 0, its range set by the off-diagonal values (the diagonal is
+    1 by definition and is drawn in the scale's end colour), so small overlaps between tasks stay visible."""
     names = [str(c) for c in matrix.columns]
-    values = matrix.to_numpy()
-    fig = go.Figure(go.Heatmap(
-        z=values, x=names, y=names, colorscale="Blues", zmin=min(0.0, float(pd.DataFrame(values).min().min())),
-        zmax=1.0, text=heat_text(values.tolist()), texttemplate="%{text}" if len(names) <= 15 else None,
+    values = matrix.to_numpy(dtype=float)
+    off = values.copy()
+    if off.shape[0] == off.shape[1] and off.shape[0] > 1:
+        np.fill_diagonal(off, np.nan)
+    lo, hi = diverging_range(off)
+    fig = go.Figure(missing_cells_traces(values, names, names))
+    fig.add_trace(go.Heatmap(
+        z=values, x=names, y=names, colorscale=DIVERGING, zmid=0.0, zmin=lo, zmax=hi,
+        text=heat_text(values.tolist()), texttemplate="%{text}" if len(names) <= 15 else None,
         colorbar=dict(title="cos"), hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")

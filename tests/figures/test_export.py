@@ -43,11 +43,25 @@ def test_static_formats() -> None:
     svg = export.export_figure(fig, "svg", columns="two")
     root = ET.fromstring(svg)
     assert root.tag.endswith("svg") and root.get("width") == "672"
-    assert "Liberation Serif" in svg.decode() or "Times" in svg.decode()
+    assert "DejaVu Serif" in svg.decode() and "Liberation" not in svg.decode() and "Times" not in svg.decode()
     png = export.export_figure(fig, "png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(export.ExportError, match="unknown image format"):
         export.export_figure(fig, "gif")
+
+
+@needs_chromium
+def test_one_font_family_in_the_pdf_greek_and_math_included() -> None:
+    """Issue 11: the PDF embeds a single family (DejaVu Serif) even for σ, ‖, Δ, ᵀ and subscripts."""
+    import re
+
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], name="‖Δₜ‖_F of UᵀU"))
+    fig.update_layout(showlegend=True)
+    fig.update_xaxes(title_text="singular value index i")
+    fig.update_yaxes(title_text="σᵢ / σ₁ (β = 0.5, ρ → 1)")
+    pdf = export.export_figure(fig, "pdf", columns="one")
+    fonts = set(re.findall(rb"/BaseFont\s*/(?:[A-Z]{6}\+)?([A-Za-z-]+)", pdf))
+    assert fonts and all(f.startswith(b"DejaVuSerif") for f in fonts), fonts
 
 
 def test_missing_chromium_is_a_named_error(monkeypatch: pytest.MonkeyPatch) -> None:
