@@ -7,7 +7,8 @@ in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus pos
     cache_build_over_bare_svd      cache build / bare batched torch.linalg.svd of the same matrices  (goal ≤ 1.15)
     recompute_over_warm_load       recomputing every SVD / a fresh engine loading them from cache/   (goal ≥ 20)
     tsv_m_recompute_over_cached    TSV-M at a new k_frac, reference-style recompute / engine          (goal ≥ 10)
-    iso_cts_recompute_over_cached  Iso-CTS at a new common_frac, same             (goal ≥ 10; full rank: ≥ 5)
+    iso_cts_recompute_over_cached  Iso-CTS at a new common_frac (0.8 → 0.2), same (goal ≥ 10; full rank: ≥ 5)
+    iso_cts_step_recompute_over_cached  Iso-CTS one slider step from the default (0.8 → 0.7), same
     alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
 
 ``--full-rank`` adds small isotropic noise so every task matrix has full numerical rank (as real fine-tuning
@@ -185,6 +186,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"# the reference's float32 polar SVD did not converge {POLAR_FALLBACKS}× and was redone in "
                   "float64 (the reference times above include it)", flush=True)
         print(f"iso_cts_recompute_over_cached: {t_ref / t_eng:.1f}", flush=True)
+        # 0.8 → 0.2 above is the far end of the slider (s = (r − k)/T is large); one step from the default is the
+        # common move, with a small s: measured too, both against the reference at the same setting
+        engine.merge("iso_cts", common_frac=0.8)
+        step_cf = 0.7
+        t_ref = timed(lambda: reference_iso_cts(ts, step_cf))
+        t_eng = timed(lambda: engine.merge("iso_cts", common_frac=step_cf))
+        print(f"# Iso-CTS common_frac={step_cf}: reference {t_ref:.2f} s, engine {t_eng:.3f} s", flush=True)
+        print(f"iso_cts_step_recompute_over_cached: {t_ref / t_eng:.1f}", flush=True)
 
         merged = engine.merge("tsv_m", k_frac=new_k, alpha=1.0)
         alphas = iter([0.5 + 0.05 * i for i in range(1000)])

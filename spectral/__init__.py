@@ -1,6 +1,6 @@
 """spectral: SVD-based model merging — merge engine, metrics and dashboard library.
 
-The small public API (shared/DESIGN.md §3)::
+The small public API (documented in README.md)::
 
     import spectral
     spectral.list_methods()                                   # ['weight_average', 'task_arithmetic', ...]

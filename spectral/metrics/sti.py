@@ -4,10 +4,10 @@
 
 with ``U = [U_1,k | … | U_T,k]`` (m × Tk) and ``V`` (n × Tk) the column-concatenated top-k singular vectors of
 the T task matrices of one layer and ``Σ`` the block-diagonal matrix of their top-k singular values.
-``‖·‖_1`` is the *entrywise* L1 norm (sum of absolute values), DESIGN.md §4. The score is not normalised (it
+``‖·‖_1`` is the *entrywise* L1 norm (sum of absolute values), CONTRIBUTING.md, "Math conventions". The score is not normalised (it
 grows with T, k and the scale of the task matrices); the UI names this choice.
 
-Rank convention. DESIGN.md §3 gives ``sti(task_matrices, *, k=None)`` and §4 says both "default k = int(r/T)" and
+Rank convention. The public API gives ``sti(task_matrices, *, k=None)`` and the conventions say both "default k = int(r/T)" and
 "k=None means full rank r". Resolved as: ``k=None`` → full rank ``r = min(m, n)`` (the literal Eq. 6 over whole
 SVDs); TSV's operating point ``k = int(r/T)`` (at least 1) is :func:`default_sti_rank`, which callers such as the
 UI pass explicitly: ``sti(Δ, k=default_sti_rank(r, T))``.
