@@ -54,11 +54,11 @@ def _noop(i: int, n: int, text: str) -> None:
 
 @dataclass(frozen=True)
 class ReportLine:
-    """One measured property: its value, the papers' value (NaN when they report none), and its goal."""
+    """One measured property: its value, the papers' value (None when they report none), and its goal."""
 
     name: str
     value: float
-    paper: float = math.nan
+    paper: float | None = None
     goal: str = ""
     holds: bool | None = None
     description: str = ""
@@ -72,7 +72,7 @@ def _line(name: str, value: float, description: str) -> ReportLine:
         op, threshold = goal
         holds = bool(value >= threshold) if op == ">=" else bool(value <= threshold)
         text = f"{op} {threshold:g}"
-    return ReportLine(name, float(value), PAPER_VIT_B32_8.get(name, math.nan), text, holds, description)
+    return ReportLine(name, float(value), PAPER_VIT_B32_8.get(name), text, holds, description)
 
 
 def zoo_report(
@@ -152,7 +152,7 @@ def format_lines(lines: Sequence[ReportLine]) -> list[str]:
     out = []
     for ln in lines:
         extra = []
-        if not math.isnan(ln.paper):
+        if ln.paper is not None:
             extra.append(f"papers {ln.paper:g}")
         if ln.goal:
             extra.append(f"goal {ln.goal}: {'holds' if ln.holds else 'MISSED'}")
