@@ -66,7 +66,7 @@ class ZooConfig:
     n_val: int = 128
     n_test: int = 256
     #: nuisance level of the tasks' own train/val/test data (pre-training sees [0, train.pretrain_nuisance])
-    task_nuisance: float = 0.85
+    task_nuisance: float = 0.7
     #: tasks whose images and captions make up the pre-training corpus (all zoo tasks by default)
     pretrain_tasks: tuple[str, ...] = ALL_TASKS
     #: the task order of the suites (a suite of T tasks is the first T)

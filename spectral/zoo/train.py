@@ -77,9 +77,6 @@ class TrainConfig:
     finetune_batch: int = 128
     finetune_lr: float = 5e-4
     finetune_weight_decay: float = 0.01
-    #: "adamw" or "sgd" (SGD with momentum keeps every update in the span of the gradients)
-    finetune_optimizer: str = "adamw"
-    finetune_momentum: float = 0.9
     warmup_frac: float = 0.1
 
 
@@ -204,13 +201,7 @@ def finetune(
     """Fine-tune the image tower in place on (uint8 images, labels) with the head frozen; returns the losses."""
     g = generator(seed)
     visual.train()
-    groups = _param_groups(visual, cfg.finetune_weight_decay)
-    if cfg.finetune_optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.finetune_lr, momentum=cfg.finetune_momentum)
-    elif cfg.finetune_optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.finetune_lr)
-    else:
-        raise ValueError(f"finetune_optimizer must be 'adamw' or 'sgd', not {cfg.finetune_optimizer!r}")
+    opt = torch.optim.AdamW(_param_groups(visual, cfg.finetune_weight_decay), lr=cfg.finetune_lr)
     head = head.detach().clone()
     n = images.shape[0]
     losses: list[float] = []
