@@ -107,7 +107,7 @@ class ZooConfig:
                             text_heads=2, context_length=20),
             train=T.TrainConfig(pretrain_images_per_task=512, pretrain_steps=120, pretrain_batch=128,
                                 pretrain_lr=3e-3, finetune_steps=40, finetune_batch=64, finetune_lr=2e-3),
-            n_train=256, n_val=64, n_test=128, pretrain_tasks=tasks, task_order=tasks,
+            n_train=256, n_val=64, n_test=128, task_nuisance=0.7, pretrain_tasks=tasks, task_order=tasks,
         )
 
     def suite(self, num_tasks: int | None) -> tuple[str, ...]:

@@ -22,6 +22,15 @@ def register(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("report", help="how the zoo compares to real fine-tunes: fine-tuning gap, TSV-C at 10%% "
+                                      "of the rank, Task Arithmetic at α = 1 vs its best α, task-vector cosine")
+    p.add_argument("--pool", default="zoo-8", help="zoo-8 | zoo-14 | zoo-20 (built first if missing)")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: cache/ or $SPECTRAL_CACHE_DIR)")
+    p.add_argument("--methods", action="store_true",
+                   help="also TSV-M, Iso-C, Iso-CTS (α chosen on validation) and the best NAI (slower)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=cmd_report)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=8, choices=sorted(SUITES), help="suite size (8 ⊂ 14 ⊂ 20)")
@@ -71,6 +80,27 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"model {m['model']['open_clip_name']}; zoo version {m['zoo_version']}; seed {m['seed']}; "
           f"pre-training {m['base'].get('seconds', '?')} s, final loss {m['base']['pretrain']['final_loss']:.3f}")
     _print_table(pool)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from spectral.cli import tqdm_progress
+    from spectral.eval.evaluate import Evaluator
+    from spectral.eval.results import pool_fingerprint
+    from spectral.zoo import open_zoo_pool
+    from spectral.zoo.report import format_lines, save_report, zoo_report
+    from spectral.cache import default_cache_dir
+    from pathlib import Path
+
+    with tqdm_progress(f"{args.pool} report") as progress:
+        pool = open_zoo_pool(args.pool, cache_dir=args.cache_dir, progress=progress)
+        store = (Path(args.cache_dir) if args.cache_dir else default_cache_dir()) / "results.sqlite"
+        ev = Evaluator(pool, store=store, split="test", device=args.device, cache_dir=args.cache_dir)
+        lines = zoo_report(ev, methods=args.methods, progress=progress)
+    save_report(pool.root, pool.name, pool_fingerprint(pool), lines)
+    print(f"{pool.name} · test split · papers: CLIP ViT-B/32 × 8 tasks")
+    for text in format_lines(lines):
+        print(text)
     return 0
 
 
