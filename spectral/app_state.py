@@ -27,6 +27,7 @@ from torch import Tensor
 
 from spectral.engine import Engine
 from spectral.errors import SpectralError
+from spectral.figures.source import freeze  # noqa: F401 - memo keys of settings; re-exported for the pages
 from spectral.pool import ModelPool
 from spectral.taskset import TaskSet
 
@@ -249,17 +250,6 @@ class Memo:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
-
-
-def freeze(value: Any) -> Hashable:
-    """A hashable, order-independent form of nested settings (dicts, lists, scalars) for memo keys."""
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, float):
-        return round(value, 12)
-    return value
 
 
 # -- workspace -----------------------------------------------------------------------------------------------------

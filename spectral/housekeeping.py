@@ -265,14 +265,9 @@ def _size(p: Path) -> int:
             return p.stat().st_size
     except FileNotFoundError:
         return 0
-    total = 0
-    for dirpath, _, filenames in os.walk(p):
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
+    from spectral.io import tree_size
+
+    return tree_size(p)
 
 
 

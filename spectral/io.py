@@ -180,7 +180,7 @@ def find_temporaries(root: str | Path) -> list[Temporary]:
             p = Path(dirpath) / name
             if is_temporary(p):
                 dirnames.remove(name)  # do not descend into a folder being built or removed
-                found.append(Temporary(p, _tree_size(p), now - _mtime(p)))
+                found.append(Temporary(p, tree_size(p), now - _mtime(p)))
         for name in filenames:
             p = Path(dirpath) / name
             if is_temporary(p):
@@ -215,7 +215,8 @@ def _mtime(p: Path) -> float:
         return time.time()
 
 
-def _tree_size(p: Path) -> int:
+def tree_size(p: Path) -> int:
+    """Bytes of every file below ``p`` (files vanishing meanwhile count 0)."""
     total = 0
     for dirpath, _, filenames in os.walk(p):
         for name in filenames:
