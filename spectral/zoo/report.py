@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from spectral.cache import atomic_write_bytes
+from spectral.io import atomic_write_bytes
 
 Progress = Callable[[int, int, str], None]
 
