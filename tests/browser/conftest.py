@@ -80,8 +80,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.copyfile(log, ARTIFACTS / "streamlit.log")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chrome(server: str) -> Iterator[object]:
+    # per module, not per session: Playwright's sync API holds an event loop on this thread while it runs, and
+    # later tests (tests/figures' SVG measurer) start their own
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -37,6 +37,15 @@ def test_sweeps_page_runs_on_the_cluster(fake_pool_everywhere, cluster, monkeypa
 
     from spectral.eval.results import ResultsStore
 
+    import streamlit as st
+
+    from spectral.app_state import _WORKSPACES
+
+    # a fresh workspace on this module's cache: earlier page tests in this process memoised the same sweeps of
+    # fake-4 (the page then has nothing to compute and offers no cluster run) and kept another results store
+    for key in [k for k in _WORKSPACES if k[0] == "fake-4"]:
+        _WORKSPACES.pop(key)
+    st.cache_resource.clear()
     monkeypatch.setenv("SPECTRAL_DEFAULT_POOL", "fake-4")
     monkeypatch.setenv("SPECTRAL_RAY_ADDRESS", cluster.address)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240).run()
