@@ -34,6 +34,19 @@ def _noop(i: int, n: int, text: str) -> None:
     return None
 
 
+def _tensor_bytes(value: Any) -> int:
+    """Bytes held by the tensors in ``value`` (a tensor, or a dataclass / tuple / list / dict of them)."""
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(_tensor_bytes(getattr(value, f)) for f in value.__dataclass_fields__)
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    return 0
+
+
 class CachedLayer(LayerFactors):
     """LayerFactors of one parameter of a TaskSet whose decompositions come from the engine's cache."""
 
@@ -67,6 +80,9 @@ class CachedLayer(LayerFactors):
     def centered_svd(self) -> linalg.SVD:
         return self._memoised("centered", lambda: self._engine.derived_factors(self._key, "centered"))
 
+    def derived(self, name: str, compute: Callable[[], Any]) -> Any:
+        return self._engine.derived_layer_data(self._key, name, compute)
+
 
 class MergedDelta:
     """A merge of every parameter as an affine function of alpha: Δ(α) = c0 + α·c1 (either part may be absent)."""
@@ -97,6 +113,7 @@ class Engine:
         memory_bytes: int = 4 << 30,
         batch_bytes: int = 512 << 20,
         merges_kept: int = 4,
+        derived_bytes: int = 2 << 30,
     ) -> None:
         self.taskset = taskset
         self.cache = cache if cache is not None else SVDCache(cache_dir, memory_bytes=memory_bytes)
@@ -104,6 +121,11 @@ class Engine:
         self.batch_bytes = batch_bytes
         self.merges_kept = merges_kept
         self._merges: OrderedDict[tuple[Any, ...], MergedDelta] = OrderedDict()
+        # k-independent per-layer data that methods derive from the factors (LayerFactors.derived), least
+        # recently used first, within derived_bytes
+        self.derived_bytes = derived_bytes
+        self._derived: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
+        self._derived_used = 0
         # One engine may serve several dashboard sessions (threads): merges and cache builds are serialised so
         # two sessions asking for the same merge compute it once and never see a half-filled entry.
         self._lock = threading.RLock()
@@ -147,6 +169,24 @@ class Engine:
             parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
             return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
         raise ValueError(f"unknown derived factorisation {kind!r}")
+
+    def derived_layer_data(self, key: str, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` for (layer ``key``, ``name``), kept in memory across merges while it fits in
+        ``derived_bytes`` (least recently used evicted first; an item larger than the budget is not kept)."""
+        with self._lock:
+            entry = self._derived.get((key, name))
+            if entry is not None:
+                self._derived.move_to_end((key, name))
+                return entry[0]
+            value = compute()
+            size = _tensor_bytes(value)
+            if size <= self.derived_bytes:
+                while self._derived and self._derived_used + size > self.derived_bytes:
+                    _, (_, freed) = self._derived.popitem(last=False)
+                    self._derived_used -= freed
+                self._derived[(key, name)] = (value, size)
+                self._derived_used += size
+            return value
 
     def cache_status(self) -> dict[str, int]:
         """How many per-task factor sets of this TaskSet are cached (hashing every task matrix once)."""

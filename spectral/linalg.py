@@ -7,6 +7,7 @@ returned as ``(U, S, V)`` with ``U: (..., m, r)``, ``S: (..., r)`` descending, `
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -176,32 +177,152 @@ def _top_triplets_tall(C: Tensor, s: int, rank_rtol: float, rtol: float | None, 
     m, p = C.shape
     s = max(0, min(s, p))
     if rtol is None:
-        rtol = 10.0 * max(p, 1) ** 0.5 * torch.finfo(C.dtype).eps
+        rtol = default_rtol(p, C.dtype)
     if USE_GRAM and s > 0:
         Cd = C.to(dtype)
-        gram = Cd.mT @ Cd
-        eigvals, Q = torch.linalg.eigh(gram)  # ascending
-        lam, Qs = eigvals.flip(-1)[:s], Q.flip(-1)[:, :s]
-        lam_max = float(eigvals[-1])
-        sig = lam.clamp(min=0.0).sqrt()
-        keep = int((sig > rank_rtol * sig[0]).sum()) if lam_max > 0.0 else 0
-        if keep == 0:
-            return (C.new_zeros(m, 0), C.new_zeros(0), C.new_zeros(p, 0)), True
-        lam, Qs, sig = lam[:keep], Qs[:, :keep], sig[:keep]
-        if float(lam[-1]) <= GRAM_RCOND * lam_max:
-            # Components too small for the Gram's precision are asked for: expected for matrices that are not
-            # full rank when rank_rtol is below √GRAM_RCOND; the SVD decides them.
-            log.info("top_singular_triplets: %d×%d, s=%d: σ_s/σ_1 below the Gram's accuracy; using the full SVD",
-                     m, p, s)
-        else:
-            GQ = gram @ Qs
-            resid = float((torch.linalg.vector_norm(GQ - Qs * lam, dim=0) / sig).max()) / float(sig[0])
-            ortho = float(((Qs.mT @ GQ) / (sig[:, None] * sig[None, :]) - torch.eye(keep, dtype=dtype)).abs().max())
-            if resid <= rtol and ortho <= rtol:
-                Us = (Cd @ Qs) / sig
-                return (Us.to(C.dtype), sig.to(C.dtype), Qs.to(C.dtype)), True
-            log.warning("top_singular_triplets: %d×%d, s=%d: residual %.2e or orthogonality error %.2e above "
-                        "rtol %.2e; using the full SVD", m, p, s, resid, ortho, rtol)
+        found = top_gram_eigenpairs(Cd.mT @ Cd, s, rank_rtol=rank_rtol, rtol=rtol, what=f"{m}×{p}")
+        if found is not None:
+            lam, Qs = found
+            if lam.numel() == 0:
+                return (C.new_zeros(m, 0), C.new_zeros(0), C.new_zeros(p, 0)), True
+            sig = lam.sqrt()
+            Us = (Cd @ Qs) / sig
+            return (Us.to(C.dtype), sig.to(C.dtype), Qs.to(C.dtype)), True
     U, S, V = thin_svd(C)
     keep = min(s, int((S > rank_rtol * S[0]).sum())) if S.numel() and float(S[0]) > 0 else 0
     return (U[:, :keep], S[:keep], V[:, :keep]), False
+
+
+def default_rtol(p: int, dtype: torch.dtype) -> float:
+    """Float32 precision for a triplet test on a p-column matrix of ``dtype``: 10 · √p · eps."""
+    return 10.0 * max(p, 1) ** 0.5 * torch.finfo(dtype).eps
+
+
+def top_gram_eigenpairs(
+    gram: Tensor, s: int, *, rank_rtol: float = 0.0, rtol: float, what: str = ""
+) -> tuple[Tensor, Tensor] | None:
+    """The top-s eigenpairs ``(λ (s',) descending, Q (p, s'))`` of the float64 Gram ``G = CᵀC`` of some matrix C,
+    accepted as C's top singular triplets (σ_i = √λ_i, v_i = q_i, u_i = C q_i / σ_i) only if they pass the test
+    of :func:`top_singular_triplets`; None where they do not (the caller then uses the full SVD of C).
+
+    Components with σ_i ≤ ``rank_rtol`` · σ_1 are left out (s' ≤ s). Where s is a small part of p
+    (s ≤ ``KRYLOV_MAX_FRAC`` · p, p ≥ ``KRYLOV_MIN_SIZE``) the pairs come from :func:`top_eigenpairs` (block Krylov,
+    certified), else, or where that does not converge, from the full ``eigh``.
+    """
+    p = gram.shape[-1]
+    s = max(0, min(s, p))
+
+    def tolerance(lam: Tensor) -> Tensor:
+        # ‖G q − λ q‖ ≤ rtol · σ_i · σ_1 is ‖Cᵀu − σv‖ ≤ rtol · σ_1, the acceptance test below; Krylov is asked
+        # for ten times less, so that its vectors (error ≈ residual / gap) are as good as the dense route's
+        return 0.1 * rtol * (lam.clamp(min=0.0) * lam[:1].clamp(min=0.0)).sqrt()
+
+    found = None
+    if KRYLOV_MIN_SIZE <= p and 0 < s <= KRYLOV_MAX_FRAC * p:
+        found = top_eigenpairs(gram, s, tolerance=tolerance)
+        if found is None:
+            log.info("top_gram_eigenpairs: %s, s=%d: block Krylov did not converge; using eigh", what, s)
+    if found is None:
+        eigvals, Q = torch.linalg.eigh(gram)  # ascending
+        lam, Qs, lam_max = eigvals.flip(-1)[:s], Q.flip(-1)[:, :s], float(eigvals[-1])
+    else:
+        lam, Qs = found
+        lam_max = float(lam[0])
+    sig = lam.clamp(min=0.0).sqrt()
+    keep = int((sig > rank_rtol * sig[0]).sum()) if lam_max > 0.0 else 0
+    if keep == 0:
+        return gram.new_zeros(0), gram.new_zeros(p, 0)
+    lam, Qs, sig = lam[:keep], Qs[:, :keep], sig[:keep]
+    if float(lam[-1]) <= GRAM_RCOND * lam_max:
+        # Components too small for the Gram's precision are asked for: expected for matrices that are not
+        # full rank when rank_rtol is below √GRAM_RCOND; the SVD decides them.
+        log.info("top_singular_triplets: %s, s=%d: σ_s/σ_1 below the Gram's accuracy; using the full SVD", what, s)
+        return None
+    GQ = gram @ Qs
+    resid = float((torch.linalg.vector_norm(GQ - Qs * lam, dim=0) / sig).max()) / float(sig[0])
+    eye = torch.eye(keep, dtype=gram.dtype, device=gram.device)
+    ortho = float(((Qs.mT @ GQ) / (sig[:, None] * sig[None, :]) - eye).abs().max())
+    if resid <= rtol and ortho <= rtol:
+        return lam, Qs
+    log.warning("top_singular_triplets: %s, s=%d: residual %.2e or orthogonality error %.2e above rtol %.2e; "
+                "using the full SVD", what, s, resid, ortho, rtol)
+    return None
+
+
+#: :func:`top_gram_eigenpairs` tries the block Krylov solver when s ≤ this fraction of the Gram's size ...
+KRYLOV_MAX_FRAC = 0.05
+#: ... and the Gram is at least this large (below, ``eigh`` costs next to nothing)
+KRYLOV_MIN_SIZE = 256
+
+
+def top_eigenpairs(
+    G: Tensor,
+    s: int,
+    *,
+    tolerance: Callable[[Tensor], Tensor],
+    oversample: int = 8,
+    max_dim: int | None = None,
+    start: Tensor | None = None,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor] | None:
+    """Top-s eigenpairs ``(λ (s,) descending, Q (n, s))`` of a symmetric positive semi-definite G by randomised
+    block Krylov iteration with Rayleigh–Ritz (Musco & Musco 2015), or None where it does not converge.
+
+    The Krylov space [X, GX, G²X, …] grows by blocks of b = s + ``oversample`` columns (X seeded Gaussian, or
+    ``start``), kept orthonormal by two passes of block Gram–Schmidt, until every one of the top-s Ritz pairs has
+    ``‖G q_i − λ_i q_i‖ ≤ tolerance(λ)_i`` or the space would exceed ``max_dim`` (default n/2, where the dense
+    ``eigh`` is cheaper): then None.
+
+    Converged pairs are accurate, but Krylov iteration could in principle miss an eigenvalue whose vector the start
+    block barely contains. A certificate rules that out: with the found pairs deflated, G′ = G − Q diag(λ) Qᵀ, the
+    Cholesky factorisation of ``τ I − G′`` at ``τ = λ_s − margin`` (margin: twice the largest residual plus the
+    Cholesky's round-off) must succeed, which proves that no other eigenvalue of G reaches τ, so the found
+    eigenvalues are the s largest (Cauchy interlacing for the rank-s deflation). Where λ_s and λ_{s+1} are closer
+    than the margin the certificate fails and None is returned: the caller then takes the dense route.
+    """
+    n = G.shape[-1]
+    if G.ndim != 2 or G.shape[0] != n:
+        raise ShapeMismatchError(f"top_eigenpairs takes one square matrix, got shape {tuple(G.shape)}")
+    s = max(0, min(s, n))
+    max_dim = n // 2 if max_dim is None else max_dim
+    b = min(n, s + oversample)
+    if s == 0 or b > max_dim:
+        return None
+    if start is None:
+        start = torch.randn(n, b, generator=torch.Generator().manual_seed(seed), dtype=G.dtype).to(G.device)
+    W = torch.linalg.qr(start.to(G.dtype))[0]
+    Qs: list[Tensor] = []
+    GQs: list[Tensor] = []
+    while True:
+        GW = G @ W
+        Qs.append(W)
+        GQs.append(GW)
+        Q, GQ = torch.cat(Qs, 1), torch.cat(GQs, 1)
+        H = Q.mT @ GQ
+        theta, Z = torch.linalg.eigh((H + H.mT) / 2)
+        lam, Z = theta.flip(-1)[:s], Z.flip(-1)[:, :s]
+        V, GV = Q @ Z, GQ @ Z
+        resid = torch.linalg.vector_norm(GV - V * lam, dim=0)
+        if bool((resid <= tolerance(lam)).all()) and float(lam[-1]) > 0.0:
+            return (lam, V) if _top_certified(G, lam, V, float(resid.max())) else None
+        if Q.shape[1] + b > max_dim:
+            return None
+        W = GW - Q @ (Q.mT @ GW)
+        W = W - Q @ (Q.mT @ W)
+        W, R = torch.linalg.qr(W)
+        if float(R.diagonal().abs().min()) <= n * torch.finfo(G.dtype).eps * float(R.diagonal().abs().max()):
+            return None  # the Krylov space stopped growing (G has low rank): the dense route decides
+
+
+def _top_certified(G: Tensor, lam: Tensor, V: Tensor, resid_max: float) -> bool:
+    """No eigenvalue of G outside the found pairs reaches λ_s − margin (see :func:`top_eigenpairs`)."""
+    n = G.shape[-1]
+    margin = 2.0 * resid_max + 8.0 * n * torch.finfo(G.dtype).eps * float(lam[0])
+    tau = float(lam[-1]) - margin
+    if tau <= 0.0:
+        return False
+    deflated = G - (V * lam) @ V.mT
+    shifted = -deflated
+    shifted.diagonal().add_(tau)
+    _, info = torch.linalg.cholesky_ex(shifted)
+    return int(info) == 0

@@ -83,7 +83,7 @@ class LayerFactors:
     """
 
     def __init__(self, task_matrices: Tensor | None) -> None:
-        self._memo: dict[str, linalg.SVD] = {}
+        self._memo: dict[str, Any] = {}
         self._task_matrices = task_matrices
         if task_matrices is None:  # a subclass supplies them lazily
             return
@@ -132,6 +132,15 @@ class LayerFactors:
             "centered",
             lambda: linalg.thin_svd(self.task_matrices - self.task_matrices.mean(0, keepdim=True)),
         )
+
+    def derived(self, name: str, compute: Callable[[], Any]) -> Any:
+        """A quantity a method derives from this layer's factors that no slider changes (e.g. Iso-CTS's
+        k-independent residual Grams), computed once by ``compute``. Here it lives as long as this object; the
+        engine's layers keep it across merges, within a memory budget (:class:`spectral.engine.Engine`)."""
+        key = f"derived:{name}"
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 ExactLayerFactors = LayerFactors

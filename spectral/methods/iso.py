@@ -1,6 +1,8 @@
 """Isotropic merging: Iso-C and Iso-CTS (Marczak et al., ICML 2025)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -34,6 +36,45 @@ def iso_cts_sizes(r: int, num_tasks: int, common_frac: float) -> tuple[int, int]
     return k, s_total // num_tasks
 
 
+@dataclass(frozen=True)
+class ResidualGrams:
+    """The parts of Iso-CTS's residual Grams of a tall layer (m > n) that do not depend on the common size k.
+
+    With the sum's left vectors orthonormalised in float64, Û = U R⁻¹ (R from the Cholesky factorisation of
+    UᵀU: the float32 U is orthonormal only to ~1e-6, which the Gram would square into a leak of the common
+    directions), and per task ``Y_t = Ûᵀ A_t S_t`` (r×ρ_t) and ``E_t = (A_t S_t)ᵀ (I − ÛÛᵀ) A_t S_t`` (ρ_t×ρ_t,
+    the part of Δ_t outside the sum's column space), the Gram of Δ̄_t = (I − Û_k Û_kᵀ) Δ_t in Δ_t's right basis is
+
+        Δ̄_tᵀ Δ̄_t ≅ E_t + Y_t[k:]ᵀ Y_t[k:]     (a sum of two positive semi-definite parts: no cancellation)
+
+    so a new common_frac costs one (r−k)×ρ×ρ product per task instead of the m×ρ×ρ one of forming Δ̄_t. Y_t is
+    kept in float32 (its rounding is a backward error of float32 size on Δ̄_t), E_t in float64.
+    """
+
+    R: Tensor  # (r, r) float64, upper triangular: U = Û R
+    Y: list[Tensor]  # per task (r, ρ_t) float32
+    E: list[Tensor]  # per task (ρ_t, ρ_t) float64
+    rho: list[int]
+
+
+def residual_grams(layer: LayerFactors) -> ResidualGrams:
+    """Compute :class:`ResidualGrams` from the layer's cached factors (once per layer: the engine keeps it)."""
+    A, S, B = layer.task_svd()
+    U = layer.sum_svd()[0].to(torch.float64)
+    m, n = layer.shape
+    R = torch.linalg.cholesky(U.mT @ U, upper=True)
+    Ys, Es, rhos = [], [], []
+    for t in range(layer.num_tasks):
+        rho = linalg.numerical_rank(S[t], (m, n))
+        left = (A[t, :, :rho] * S[t, :rho]).to(torch.float64)
+        Y = torch.linalg.solve_triangular(R.mT, U.mT @ left, upper=False)
+        E = left.mT @ left - Y.mT @ Y
+        Ys.append(Y.to(A.dtype))
+        Es.append((E + E.mT) / 2)
+        rhos.append(rho)
+    return ResidualGrams(R, Ys, Es, rhos)
+
+
 def task_specific_directions(
     layer: LayerFactors, U_common: Tensor, s: int, U_rest: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -41,20 +82,43 @@ def task_specific_directions(
 
     Computed from the per-task factors Δ_t = A_t S_t B_tᵀ (cached by the engine): Δ̄_t = C_t B_tᵀ with
     C_t = (I − U_k U_kᵀ) A_t S_t (m×ρ_t, ρ_t the numerical rank of Δ_t), and B_t has orthonormal columns, so the
-    triplets of Δ̄_t are those of C_t with right vectors mapped by B_t. When the sum's U is square (m ≤ n),
-    ``U_rest`` = its columns after k spans the complement, I − U_k U_kᵀ = U_rest U_restᵀ, and C_t is replaced by
-    the smaller (r−k)×ρ_t matrix U_restᵀ A_t S_t. The top-s triplets come from the eigendecomposition of the
-    Gram on the smaller side in float64 (:func:`spectral.linalg.top_singular_triplets`, with a residual test and
-    a fallback to the full SVD). Exact.
+    triplets of Δ̄_t are those of C_t with right vectors mapped by B_t.
+
+    - When the sum's U is square (m ≤ n), ``U_rest`` = its columns after k spans the complement,
+      I − U_k U_kᵀ = U_rest U_restᵀ, and C_t is replaced by the smaller (r−k)×ρ_t matrix U_restᵀ A_t S_t.
+    - When it is not (m > n), the Gram of C_t comes from the k-independent :class:`ResidualGrams` (kept by the
+      engine across slider moves) instead of from C_t itself.
+
+    Either way the top-s triplets come from the eigenpairs of a float64 Gram (block Krylov when s is small,
+    else ``eigh``) that pass a residual test (:func:`spectral.linalg.top_gram_eigenpairs`); where they do not, the
+    full SVD of C_t decides. Exact to float32 precision.
     """
     A, S, B = layer.task_svd()
     m, n = layer.shape
     rank_rtol = max(m, n) * torch.finfo(S.dtype).eps  # numerical_rank's tolerance, relative to σ_1
+    grams = None
+    if U_rest is None and linalg.USE_GRAM:
+        grams = layer.derived("iso_cts_residual_grams", lambda: residual_grams(layer))
+    k = U_common.shape[1]
     U_parts, S_parts, V_parts = [], [], []
     for t in range(layer.num_tasks):
         rho = linalg.numerical_rank(S[t], (m, n))
         left = A[t, :, :rho] * S[t, :rho]
-        if U_rest is not None:
+        found = None
+        if grams is not None:
+            tail = grams.Y[t][k:].to(torch.float64)
+            gram = grams.E[t] + tail.mT @ tail
+            found = linalg.top_gram_eigenpairs(gram, s, rank_rtol=rank_rtol, rtol=linalg.default_rtol(rho, S.dtype),
+                                               what=f"residual of task {t} ({m}×{n})")
+        if found is not None:
+            lam, Q = found
+            D = lam.sqrt().to(S.dtype)
+            Q = Q.to(S.dtype)
+            # C_t Q = A_t S_t Q − Û_k (Y_t[:k] Q), with Û_k = U_k R_kk⁻¹
+            coef = torch.linalg.solve_triangular(grams.R[:k, :k], grams.Y[t][:k].to(torch.float64) @ Q.double(),
+                                                 upper=True)
+            P = (left @ Q - U_common @ coef.to(S.dtype)) / D
+        elif U_rest is not None:
             (P, D, Q), _ = linalg.top_singular_triplets(U_rest.mT @ left, s, rank_rtol=rank_rtol)
             P = U_rest @ P
         else:

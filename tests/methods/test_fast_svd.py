@@ -153,17 +153,19 @@ def test_tsv_m_on_full_rank_layers_equals_the_exact_implementation(T, shape, k_s
 
 
 def test_iso_cts_residual_triplets_take_the_fast_route_on_full_rank_layers(monkeypatch):
-    """The speed-up is real only if the Gram route is accepted on full-rank layers: count the fallbacks."""
-    routes: list[bool] = []
-    original = linalg.top_singular_triplets
+    """The speed-up is real only if the Gram route is accepted on full-rank layers: count the fallbacks. Tall
+    layers take their Gram from the k-independent ResidualGrams, the others from C_t; both go through
+    top_gram_eigenpairs, which returns None where the full SVD has to decide."""
+    accepted: list[bool] = []
+    original = linalg.top_gram_eigenpairs
 
     def spy(*args, **kwargs):
         result = original(*args, **kwargs)
-        routes.append(result[1])
+        accepted.append(result is not None)
         return result
 
-    monkeypatch.setattr(linalg, "top_singular_triplets", spy)
-    for shape in LAYER_SHAPES:  # tall (C_t) and wide (the (r−k)-row form)
+    monkeypatch.setattr(linalg, "top_gram_eigenpairs", spy)
+    for shape in LAYER_SHAPES:  # tall (ResidualGrams), wide (the (r−k)-row form) and tall again
         spectral.merge_layer("iso_cts", full_rank_tasks(8, shape, seed=3), common_frac=0.2)
-    assert routes == [True] * 8 * len(LAYER_SHAPES)
+    assert accepted == [True] * 8 * len(LAYER_SHAPES)
     assert iso_cts_sizes(96, 8, 0.2)[1] > 0
