@@ -211,6 +211,8 @@ def top_gram_eigenpairs(
     """
     p = gram.shape[-1]
     s = max(0, min(s, p))
+    if s == 0:
+        return gram.new_zeros(0), gram.new_zeros(p, 0)
 
     def tolerance(lam: Tensor) -> Tensor:
         # ‖G q − λ q‖ ≤ rtol · σ_i · σ_1 is ‖Cᵀu − σv‖ ≤ rtol · σ_1, the acceptance test below; Krylov is asked

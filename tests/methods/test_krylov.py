@@ -157,3 +157,19 @@ def test_engine_keeps_residual_grams_across_slider_moves_within_its_budget(monke
     again = tight.merged_delta("iso_cts", common_frac=0.5)[0].slope["w"]
     assert built == [1, 1] and tight._derived_used == 0
     torch.testing.assert_close(again, second, rtol=0, atol=0)
+
+
+def test_iso_cts_on_a_tall_layer_with_a_zero_and_a_low_rank_task(monkeypatch):
+    """Numerical rank 0 and 3 (ρ_t < n): the residual Grams have those sizes, and the merge equals the plain-SVD
+    implementation, which also leaves numerically zero components out."""
+    g = torch.Generator().manual_seed(9)
+    tm = torch.randn(3, 120, 40, generator=g) * 0.01
+    tm[1] = 0.0
+    tm[2] = (torch.randn(120, 3, generator=g) @ torch.randn(3, 40, generator=g)) * 0.01
+    out = spectral.merge_layer("iso_cts", tm, alpha=1.0, common_frac=0.9)
+    assert torch.isfinite(out).all()
+    grams = iso.residual_grams(spectral.LayerFactors(tm))
+    assert grams.rho == [40, 0, 3] and grams.E[1].shape == (0, 0) and grams.Y[2].shape == (40, 3)
+    monkeypatch.setattr(linalg, "USE_GRAM", False)
+    plain = spectral.merge_layer("iso_cts", tm, alpha=1.0, common_frac=0.9)
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-4 * float(plain.abs().max()))
