@@ -105,7 +105,7 @@ def configure_torch_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads for an interactive process and return the count.
 
     ``threads``, else ``$SPECTRAL_TORCH_THREADS``, else half the cores (at most 4, at least 1). The dashboard's
-    work is many small operations (one layer's merge, a 64-wide zoo model) from several sessions' threads at once;
+    work is many small operations (one layer's merge, a 128-wide zoo model) from several sessions' threads at once;
     with as many OpenMP threads as cores, threads spin-wait on each other and on other processes: on a shared
     2-core machine one slider update of the Spectra page took 5 s with 2 threads and 20 ms with 1.
     """

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 #: bump when task renderers or the training recipe change in a way that changes the zoo's content
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 MANIFEST = "manifest.json"
 
 
@@ -63,7 +63,7 @@ class ZooConfig:
     name: str = "default"
     model: ModelSpec = field(default_factory=ModelSpec)
     train: T.TrainConfig = field(default_factory=T.TrainConfig)
-    n_train: int = 2048
+    n_train: int = 8192
     n_val: int = 128
     n_test: int = 256
     #: nuisance level of the tasks' own train/val/test data (pre-training sees [0, train.pretrain_nuisance])
@@ -105,8 +105,9 @@ class ZooConfig:
             name="micro",
             model=ModelSpec(width=32, layers=2, head_width=16, embed_dim=32, text_width=32, text_layers=1,
                             text_heads=2, context_length=20),
-            train=T.TrainConfig(pretrain_images_per_task=512, pretrain_steps=120, pretrain_batch=128,
-                                pretrain_lr=3e-3, finetune_steps=40, finetune_batch=64, finetune_lr=2e-3),
+            train=T.TrainConfig(pretrain_images_per_task=512, pretrain_nuisance=0.35, pretrain_steps=120,
+                                pretrain_batch=128, pretrain_lr=3e-3, finetune_steps=40, finetune_batch=64,
+                                finetune_lr=2e-3, caption_confusion=0.0),
             n_train=256, n_val=64, n_test=128, task_nuisance=0.7, pretrain_tasks=tasks, task_order=tasks,
         )
 

@@ -35,7 +35,7 @@ class ModelSpec:
 
     image_size: int = 32
     patch_size: int = 8
-    width: int = 64
+    width: int = 128
     layers: int = 4
     head_width: int = 32
     embed_dim: int = 64

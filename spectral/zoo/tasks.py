@@ -7,8 +7,9 @@ orientation, faces, ...). Each task names the benchmark dataset whose slot it ta
 keep the benchmark's order.
 
 ``nuisance`` (0 … 1) scales everything that is not the label: clutter, noise, jitter, low contrast. The task's
-own data uses ``nuisance = 1``; contrastive pre-training sees milder renderings (lower nuisance), which is what
-leaves room between zero-shot and fine-tuned accuracy.
+own data uses ``ZooConfig.task_nuisance`` (0.7); contrastive pre-training sees renderings spread over
+[0, ``TrainConfig.pretrain_nuisance``], half of them captioned with another class of their task
+(``TrainConfig.caption_confusion``), which is what leaves room between zero-shot and fine-tuned accuracy.
 """
 from __future__ import annotations
 

@@ -68,16 +68,20 @@ class TrainConfig:
     """Hyper-parameters of pre-training and fine-tuning (part of the zoo's identity: they go in the manifest)."""
 
     pretrain_images_per_task: int = 1024
-    pretrain_nuisance: float = 0.35  # pre-training renders at nuisance levels evenly spaced in [0, this]
-    pretrain_steps: int = 600
+    pretrain_nuisance: float = 0.7  # pre-training renders at nuisance levels evenly spaced in [0, this]
+    pretrain_steps: int = 400
     pretrain_batch: int = 128
     pretrain_lr: float = 2e-3
     pretrain_weight_decay: float = 0.05
     finetune_steps: int = 150
-    finetune_batch: int = 128
+    finetune_batch: int = 64
     finetune_lr: float = 5e-4
     finetune_weight_decay: float = 0.01
     warmup_frac: float = 0.1
+    #: fraction of pre-training images captioned with a fixed other class of their task (a derangement per task),
+    #: like web captions that name a related thing: the image features still separate the classes, but their
+    #: alignment with the class names (zero-shot) is weak, so fine-tuning with the frozen head is a rotation
+    caption_confusion: float = 0.5
 
 
 def _cosine(step: int, total: int, warmup_frac: float) -> float:
@@ -124,10 +128,16 @@ def build_corpus(
     per_level = cfg.pretrain_images_per_task // levels
     for i, task in enumerate(tasks):
         progress(i, len(tasks), f"pre-training data: {task.name}")
+        g = generator(derive_seed(seed, "caption-confusion", task.name))
+        cycle = torch.randperm(task.num_classes, generator=g)
+        confused_with = torch.empty_like(cycle)
+        confused_with[cycle] = cycle.roll(-1)  # one cycle through all classes: no class is confused with itself
         for lvl in range(levels):
             nz = cfg.pretrain_nuisance * lvl / (levels - 1)
             x, y = generate_split(task, per_level, derive_seed(seed, "pretrain", task.name, lvl), nuisance=nz,
                                   size=size)
+            if cfg.caption_confusion > 0 and task.num_classes > 1:
+                y = torch.where(torch.rand(y.shape[0], generator=g) < cfg.caption_confusion, confused_with[y], y)
             imgs.append(x)
             info = torch.tensor([first[(task.name, int(c))] for c in range(task.num_classes)])
             cap_idx.append(info[y, 0])
