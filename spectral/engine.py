@@ -92,7 +92,7 @@ class MergedDelta:
         self.slope: dict[str, Tensor] = {}
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for d in (self.constant, self.slope) for t in d.values())
+        return _tensor_bytes((self.constant, self.slope))
 
 
 class Engine:
