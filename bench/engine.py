@@ -8,6 +8,9 @@ in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus pos
     recompute_over_warm_load       recomputing every SVD / a fresh engine loading them from cache/   (goal ≥ 20)
     tsv_m_recompute_over_cached    TSV-M at a new k_frac, reference-style recompute / engine          (goal ≥ 10)
     iso_cts_recompute_over_cached  Iso-CTS at a new common_frac (0.8 → 0.2), same (goal ≥ 10; full rank: ≥ 5)
+    iso_cts_dense_lapack_ceiling   the reference's 0.8 → 0.2 time / the time of the dense eigh and SVD calls inside the
+                                   engine's move: the highest iso_cts_recompute_over_cached the exact routes could reach
+                                   if everything but those calls were free
     iso_cts_step_recompute_over_cached  Iso-CTS one slider step from the default (0.8 → 0.7), same
     alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
 
@@ -64,6 +67,32 @@ def make_taskset(blocks: int, tasks: int, rank: int, full_rank: bool, seed: int 
             sd[k] = base[k] + delta
         finetuned[f"task{t}"] = sd
     return TaskSet(base, finetuned, name="bench")
+
+
+class DenseLapackTimer:
+    """Seconds spent inside ``torch.linalg.eigh`` and ``torch.linalg.svd`` while active (spectral.linalg looks them
+    up at call time, so wrapping the module attributes sees every call the engine makes)."""
+
+    def __enter__(self) -> "DenseLapackTimer":
+        self.seconds, self.calls, self._saved = 0.0, 0, {}
+        for name in ("eigh", "svd"):
+            original = getattr(torch.linalg, name)
+            self._saved[name] = original
+
+            def timed_call(*args, _original=original, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                start = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - start
+                    self.calls += 1
+
+            setattr(torch.linalg, name, timed_call)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, original in self._saved.items():
+            setattr(torch.linalg, name, original)
 
 
 def timed(fn, repeat: int = 1) -> float:
@@ -180,12 +209,15 @@ def run(args: argparse.Namespace) -> int:
         engine.merge("iso_cts", common_frac=0.8)
         new_cf = 0.2
         t_ref = timed(lambda: reference_iso_cts(ts, new_cf))
-        t_eng = timed(lambda: engine.merge("iso_cts", common_frac=new_cf))
-        print(f"# Iso-CTS common_frac={new_cf}: reference {t_ref:.2f} s, engine {t_eng:.3f} s", flush=True)
+        with DenseLapackTimer() as lapack:
+            t_eng = timed(lambda: engine.merge("iso_cts", common_frac=new_cf))
+        print(f"# Iso-CTS common_frac={new_cf}: reference {t_ref:.2f} s, engine {t_eng:.3f} s, of which "
+              f"{lapack.seconds:.2f} s in {lapack.calls} dense eigh/SVD calls", flush=True)
         if POLAR_FALLBACKS:
             print(f"# the reference's float32 polar SVD did not converge {POLAR_FALLBACKS}× and was redone in "
                   "float64 (the reference times above include it)", flush=True)
         print(f"iso_cts_recompute_over_cached: {t_ref / t_eng:.1f}", flush=True)
+        print(f"iso_cts_dense_lapack_ceiling: {t_ref / max(lapack.seconds, 1e-9):.1f}", flush=True)
         # 0.8 → 0.2 above is the far end of the slider (s = (r − k)/T is large); one step from the default is the
         # common move, with a small s: measured too, both against the reference at the same setting
         engine.merge("iso_cts", common_frac=0.8)
