@@ -21,3 +21,20 @@ def test_engine_bench_prints_every_figure(capsys, extra):
     assert names == FIGURES
     for line in lines:
         assert float(line.split(":")[1]) >= 0  # a figure, parsable; its size is not asserted
+
+
+def test_dense_lapack_timer_counts_calls_and_restores_torch():
+    spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import torch
+
+    eigh, svd = torch.linalg.eigh, torch.linalg.svd
+    x = torch.randn(6, 4, dtype=torch.float64)
+    with module.DenseLapackTimer() as timer:
+        _, vectors = torch.linalg.eigh(x.mT @ x)
+        torch.linalg.svd(x, full_matrices=False)
+        torch.linalg.qr(x)  # not a dense eigh/SVD call: not counted
+    assert timer.calls == 2 and timer.seconds > 0
+    assert torch.linalg.eigh is eigh and torch.linalg.svd is svd
+    assert torch.allclose(vectors.mT @ vectors, torch.eye(4, dtype=torch.float64))  # the wrapped call's own result

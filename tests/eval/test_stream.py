@@ -153,3 +153,41 @@ def test_subsample_reads_only_the_chosen_images(folder_pool, tmp_path):
     assert _entries(cache) == []  # a subsample never builds the cache
     task_accuracies(folder_pool, sd, device="cpu", cache_dir=cache)
     assert task_accuracies(folder_pool, sd, device="cpu", cache_dir=cache, subsample=9) == (accs, counts)
+
+
+def test_heap_releaser_trims_at_most_once_per_interval():
+    from spectral.eval.stream import heap_releaser
+
+    now = [100.0]
+    calls: list[int] = []
+    release = heap_releaser(interval_s=0.5, clock=lambda: now[0], trim=calls.append)
+    release()                      # the first batch always releases
+    now[0] += 0.2
+    release()                      # 0.2 s later: too soon
+    now[0] += 0.3
+    release()                      # 0.5 s after the first: due again
+    assert calls == [0, 0]
+
+
+def test_heap_releaser_calls_glibc_where_present():
+    import ctypes.util
+
+    from spectral.eval.stream import heap_releaser
+
+    release = heap_releaser(interval_s=0.0)
+    release()  # must not raise, with glibc or without it
+    if sys.platform.startswith("linux") and ctypes.util.find_library("c"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        assert hasattr(libc, "malloc_trim")  # the streamed evaluation's release is real here, not the no-op
+
+
+def test_streamed_evaluation_releases_the_heap_after_every_batch(folder_pool, tmp_path, monkeypatch):
+    from spectral.eval import stream
+
+    released: list[int] = []
+    monkeypatch.setattr(stream, "heap_releaser", lambda: (lambda: released.append(1)))
+    monkeypatch.setenv("SPECTRAL_EVAL_WORKERS", "0")
+    accs, counts = streamed_accuracies(folder_pool, folder_pool.base_state_dict(), device="cpu", batch_size=8,
+                                       cache_dir=tmp_path / "cache")
+    batches = sum(-(-n // 8) for n in counts.values())
+    assert len(released) == batches > len(counts)
