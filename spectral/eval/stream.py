@@ -125,12 +125,20 @@ class _PixelFiles(Dataset):
 
     def __init__(self, split: image_cache.FileSplit) -> None:
         self.split = split
+        self._release_heap: Callable[[], None] | None = None  # made in each worker process on its first item
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_release_heap": None}  # a closure does not pickle (spawned workers)
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.split.transform.pixels(self.split.loader(self.split.paths[i])), self.split.labels[i]
+        pixels = self.split.transform.pixels(self.split.loader(self.split.paths[i]))
+        if self._release_heap is None:
+            self._release_heap = heap_releaser()
+        self._release_heap()  # decoding buffers fragment a worker's heap just as activations do the main process's
+        return pixels, self.split.labels[i]
 
 
 class FileSource(EvalSource):

@@ -184,10 +184,30 @@ def test_heap_releaser_calls_glibc_where_present():
 def test_streamed_evaluation_releases_the_heap_after_every_batch(folder_pool, tmp_path, monkeypatch):
     from spectral.eval import stream
 
+    monkeypatch.setenv("SPECTRAL_EVAL_WORKERS", "0")
+    sd = folder_pool.base_state_dict()
     released: list[int] = []
     monkeypatch.setattr(stream, "heap_releaser", lambda: (lambda: released.append(1)))
-    monkeypatch.setenv("SPECTRAL_EVAL_WORKERS", "0")
-    accs, counts = streamed_accuracies(folder_pool, folder_pool.base_state_dict(), device="cpu", batch_size=8,
-                                       cache_dir=tmp_path / "cache")
-    batches = sum(-(-n // 8) for n in counts.values())
-    assert len(released) == batches > len(counts)
+    cold, counts = streamed_accuracies(folder_pool, sd, device="cpu", batch_size=8, cache_dir=tmp_path / "cache")
+    batches, images = sum(-(-n // 8) for n in counts.values()), sum(counts.values())
+    # after every batch, and after every decoded image (in-process here; one more per task: its shape probe)
+    assert len(released) == batches + images + len(counts)
+    released.clear()
+    warm, _ = streamed_accuracies(folder_pool, sd, device="cpu", batch_size=8, cache_dir=tmp_path / "cache")
+    assert len(released) == batches > len(counts)  # the image cache decodes nothing
+    assert warm == cold
+
+
+def test_pixel_files_pickle_after_use(folder_pool):
+    """Spawned DataLoader workers receive the data set pickled; its per-process heap releaser must not travel."""
+    import pickle
+
+    from spectral.eval.images import file_split
+    from spectral.eval.stream import _PixelFiles
+
+    split = file_split(folder_pool.dataset(folder_pool.task_names[0], "test"))
+    files = _PixelFiles(split)
+    pixels, label = files[0]
+    copy = pickle.loads(pickle.dumps(files))
+    again, label_again = copy[0]
+    assert torch.equal(pixels, again) and label == label_again
