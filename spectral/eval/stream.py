@@ -125,19 +125,13 @@ class _PixelFiles(Dataset):
 
     def __init__(self, split: image_cache.FileSplit) -> None:
         self.split = split
-        self._release_heap: Callable[[], None] | None = None  # made in each worker process on its first item
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_release_heap": None}  # a closure does not pickle (spawned workers)
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         pixels = self.split.transform.pixels(self.split.loader(self.split.paths[i]))
-        if self._release_heap is None:
-            self._release_heap = heap_releaser()
-        self._release_heap()  # decoding buffers fragment a worker's heap just as activations do the main process's
+        release_heap()  # decoding buffers fragment a worker's heap just as activations do the main process's
         return pixels, self.split.labels[i]
 
 
@@ -345,6 +339,11 @@ def heap_releaser(*, interval_s: float = HEAP_RELEASE_INTERVAL_S, clock: Callabl
     return release
 
 
+#: This process's releaser. Module state, so each DataLoader worker (forked: a copy; spawned: a fresh import) has
+#: its own throttle, shared by everything that decodes or evaluates in that process.
+release_heap = heap_releaser()
+
+
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type != "cuda":
         return contextlib.nullcontext()
@@ -393,7 +392,6 @@ def streamed_accuracies(
     done = 0
     accs: dict[str, float] = {}
     counts: dict[str, int] = {}
-    release_heap = heap_releaser()
     with torch.inference_mode():
         for t in tasks:
             head = pool.head(t).to(dev, torch.float32)

@@ -187,7 +187,7 @@ def test_streamed_evaluation_releases_the_heap_after_every_batch(folder_pool, tm
     monkeypatch.setenv("SPECTRAL_EVAL_WORKERS", "0")
     sd = folder_pool.base_state_dict()
     released: list[int] = []
-    monkeypatch.setattr(stream, "heap_releaser", lambda: (lambda: released.append(1)))
+    monkeypatch.setattr(stream, "release_heap", lambda: released.append(1))
     cold, counts = streamed_accuracies(folder_pool, sd, device="cpu", batch_size=8, cache_dir=tmp_path / "cache")
     batches, images = sum(-(-n // 8) for n in counts.values()), sum(counts.values())
     # after every batch, and after every decoded image (in-process here; one more per task: its shape probe)
