@@ -77,6 +77,10 @@ class SVDCache:
                 pass
         return len(sizes), sum(sizes)
 
+    def memory_bytes_used(self) -> int:
+        """Bytes of factors held in memory now (at most ``memory_bytes``)."""
+        return self._memory_used
+
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()

@@ -8,6 +8,7 @@ tensor (methods declare whether they are linear or affine in alpha).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import OrderedDict, defaultdict
@@ -20,6 +21,8 @@ from torch import Tensor
 
 from spectral import linalg
 from spectral.cache import SVDCache, to_device
+from spectral.heap import release_mapped_pages_often
+from spectral.heap import release_memory as release_process_memory
 from spectral.methods import get_method
 from spectral.methods.base import LayerFactors, Method, merge_non_matrix
 from spectral.methods.tsv import tsv_c
@@ -188,6 +191,25 @@ class Engine:
                 self._derived_used += size
             return value
 
+    def release_memory(self, *, keep_merges: bool = False) -> None:
+        """Drop what the engine holds in memory (SVD factors, derived layer data and, unless ``keep_merges``, the
+        remembered merges) and hand the freed heap back to the OS. The disk cache stays, so the next merge reads
+        its factors from there. The CLI calls this before evaluating a merge, which then has the memory to itself."""
+        with self._lock:
+            self.cache.clear_memory()
+            self._derived.clear()
+            self._derived_used = 0
+            if not keep_merges:
+                self._merges.clear()
+        gc.collect()
+        release_process_memory()
+
+    def memory_used(self) -> dict[str, int]:
+        """Bytes the engine holds in memory: ``factors`` (SVD cache), ``derived`` (layer data), ``merges``."""
+        with self._lock:
+            return {"factors": self.cache.memory_bytes_used(), "derived": self._derived_used,
+                    "merges": sum(d.nbytes() for d in self._merges.values())}
+
     def cache_status(self) -> dict[str, int]:
         """How many per-task factor sets of this TaskSet are cached (hashing every task matrix once)."""
         ts = self.taskset
@@ -212,6 +234,7 @@ class Engine:
         by_shape: dict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
         for i, key in enumerate(keys):
             progress(i, len(keys), f"hashing {key}")
+            release_mapped_pages_often()
             for t in range(ts.num_tasks):
                 h = ts.matrix_hash(t, key)
                 if not self.cache.contains(h):
@@ -226,6 +249,7 @@ class Engine:
                 for start in range(0, len(items), per_batch):
                     batch = items[start : start + per_batch]
                     matrices = torch.stack([ts.task_matrix(t, key) for t, key, _ in batch]).to(self.device)
+                    release_mapped_pages_often()
                     U, S, V = (f.cpu() for f in linalg.thin_svd(matrices))
                     del matrices
                     for i, (_, _, h) in enumerate(batch):
@@ -286,6 +310,7 @@ class Engine:
         n_keys = len(ts.keys)
         for i, key in enumerate(ts.keys):
             progress(i, n_keys, f"{m.display_name}: {key}")
+            release_mapped_pages_often()
             if key in ts.matrix_keys:
                 layer = CachedLayer(self, key)
                 if m.alpha_form == "nonlinear":

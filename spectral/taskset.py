@@ -14,6 +14,7 @@ import torch
 import xxhash
 from torch import Tensor
 
+from spectral.heap import release_mapped_pages_often
 from spectral.errors import (
     DtypeMismatchError,
     EmptyTaskSetError,
@@ -135,6 +136,7 @@ class TaskSet:
                     )
                 if not torch.isfinite(tensor).all():
                     raise NonFiniteError(f"task {task!r}: parameter {key!r} contains NaN or Inf")
+                release_mapped_pages_often()
 
     def task_index(self, task: str | int) -> int:
         if isinstance(task, int):

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spectral.heap import track_mapping, track_tensor_files
 from spectral.checkpoints.errors import (
     TRUST_HINT,
     CheckpointError,
@@ -210,6 +211,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
                 f"{path}: safetensors tensors end at byte {data_start + end} but the file has {size} bytes (truncated)"
             )
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
+    if mm is not None:
+        track_mapping(mm)  # long merges let go of the pages they have read (spectral.heap)
     out: dict[str, Tensor] = {}
     for key, info in header.items():
         try:
@@ -267,7 +270,21 @@ def _torch_load(path: Path, *, weights_only: bool, pickle_module: Any = None) ->
         warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
         warnings.filterwarnings("ignore", message=".*source code of class.*has changed")
         warnings.filterwarnings("ignore", message="Detected pickle protocol")
-        return torch.load(path, **kwargs)
+        obj = torch.load(path, **kwargs)
+    if kwargs.get("mmap"):
+        track_tensor_files(_tensors_of(obj))  # long merges let go of the pages they have read (spectral.heap)
+    return obj
+
+
+def _tensors_of(obj: Any, depth: int = 3) -> list[Tensor]:
+    """The tensors of a loaded object: a state dict, a container of one, or a module."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, nn.Module):
+        return list(obj.state_dict().values())
+    if isinstance(obj, Mapping) and depth > 0:
+        return [t for v in obj.values() for t in _tensors_of(v, depth - 1)]
+    return []
 
 
 def _refused_global(exc: BaseException) -> str | None:

@@ -99,8 +99,10 @@ def _store_path(args: argparse.Namespace) -> Path:
     return base / "results.sqlite"
 
 
-def open_evaluator(args: argparse.Namespace, progress: Any = None):
-    """An Evaluator for ``--pool`` (building the demo zoo first if it is missing)."""
+def open_evaluator(args: argparse.Namespace, progress: Any = None, *, keep_merges: bool = True):
+    """An Evaluator for ``--pool`` (building the demo zoo first if it is missing). It frees the engine's memory
+    before every evaluation of a merge (``release_engine_memory``); ``keep_merges=False`` where no alpha of the
+    same merge follows (``eval``)."""
     from spectral.eval.evaluate import Evaluator
 
     if args.pool.startswith("zoo-"):
@@ -113,7 +115,8 @@ def open_evaluator(args: argparse.Namespace, progress: Any = None):
         pool = open_pool(args.pool, trust_pickle=args.trust_pickle)
     return Evaluator(pool, store=_store_path(args), split=args.split, device=args.device, cache_dir=args.cache_dir,
                      subsample=getattr(args, "subsample", None),
-                     image_cache=not getattr(args, "no_image_cache", False))
+                     image_cache=not getattr(args, "no_image_cache", False),
+                     release_engine_memory=True, keep_merges=keep_merges)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -129,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return zs, ft, ev.merged_result(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
 
     with _executor(args) as executor, tqdm_progress(f"{args.pool} {args.method}") as progress:
-        ev = open_evaluator(args, progress)
+        ev = open_evaluator(args, progress, keep_merges=False)
         zs, ft, result = (_run_units(args, ev, executor, run, progress) if executor.is_distributed
                           else run(ev, progress))
         _print_nodes(executor)

@@ -75,8 +75,9 @@ def _worker_evaluator(pool: str, cache_dir: str | None, trust_pickle: bool, devi
     key = (pool, cache_dir or "", trust_pickle, device, image_cache)
     if key not in _EVALUATORS:
         opened = open_pool_spec(pool, cache_dir=cache_dir, trust_pickle=trust_pickle)
+        # a worker runs one point after another: each merge is evaluated with the memory to itself
         _EVALUATORS[key] = _CapturingEvaluator(opened, store=False, cache_dir=cache_dir, device=device,
-                                               image_cache=image_cache)
+                                               image_cache=image_cache, release_engine_memory=True)
     return _EVALUATORS[key]
 
 

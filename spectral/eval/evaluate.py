@@ -172,6 +172,14 @@ class Evaluator:
     a fixed, seeded, class-stratified subsample of that many images per task instead of the whole split (a live
     estimate, stored as such); every model method also takes ``subsample=`` per call. ``image_cache``: keep
     preprocessed uint8 pixels of image-file data sets under ``<cache>/images/``.
+
+    ``release_engine_memory`` (the CLI): a merge is evaluated with the memory to itself. Before evaluating it, the
+    engine's in-memory factors and derived layer data are dropped and the heap handed back
+    (:meth:`spectral.engine.Engine.release_memory`), and an engine built here keeps no factors in memory at all
+    (each merge reads them from the disk cache, once per layer). ``keep_merges=False`` drops the remembered merges
+    too; keep them where several alphas of one merge follow (sweeps), since an alpha change then costs one
+    multiply-add per tensor. (``bench/eval_command.py``: with this and the release of checkpoint pages, the whole
+    ``eval --method tsv_m`` command on ViT-B/32 × 8 peaks at 2.0 GB instead of 8.6 GB.)
     """
 
     def __init__(
@@ -187,11 +195,15 @@ class Evaluator:
         batch_size: int = 1024,
         subsample: int | None = None,
         image_cache: bool = True,
+        release_engine_memory: bool = False,
+        keep_merges: bool = True,
     ) -> None:
         self.pool = pool
         #: default subsample size per task (None: the whole split); each call may override it
         self.subsample = int(subsample) if subsample else None
         self.image_cache = image_cache
+        self.release_engine_memory = release_engine_memory
+        self.keep_merges = keep_merges
         self._engine = engine
         if store is False:
             self.store: ResultsStore | None = None
@@ -216,7 +228,9 @@ class Evaluator:
             from spectral.engine import Engine
             from spectral.taskset import TaskSet
 
-            self._engine = Engine(TaskSet.from_pool(self.pool), cache_dir=self.cache_dir, device=self.device)
+            budget = {"memory_bytes": 0} if self.release_engine_memory else {}
+            self._engine = Engine(TaskSet.from_pool(self.pool), cache_dir=self.cache_dir, device=self.device,
+                                  **budget)
         return self._engine
 
     def _subsample(self, subsample: int | None) -> int:
@@ -340,6 +354,8 @@ class Evaluator:
 
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
             state = self.engine.merge(method, progress=progress, **resolved)
+            if self.release_engine_memory:
+                self.engine.release_memory(keep_merges=self.keep_merges)
             return self.accuracies(state, split=split, subsample=n, progress=progress)
 
         return self.lookup_result(method, resolved, compute, split, subsample)
@@ -358,7 +374,10 @@ class Evaluator:
         params = {"k_frac": float(k_frac), "task": task}
 
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
-            return self.accuracies(self.engine.compress(task, k_frac=k_frac), [task], split, n)
+            state = self.engine.compress(task, k_frac=k_frac)
+            if self.release_engine_memory:
+                self.engine.release_memory(keep_merges=self.keep_merges)
+            return self.accuracies(state, [task], split, n)
 
         return self.lookup("tsv_c", params, compute, split, subsample)[task]
 

@@ -15,7 +15,7 @@ On CUDA the forward pass runs under autocast (bf16, else fp16), in channels_last
 non-blocking copies. A ``subsample`` (see :func:`spectral.metrics.estimate.stratified_subsample`) reads only
 the chosen images.
 
-Between batches the freed heap is handed back to the OS (:func:`heap_releaser`). Without that, glibc's allocator
+Between batches the freed heap is handed back to the OS (:func:`spectral.heap.heap_releaser`). Without that, glibc's allocator
 keeps the freed activation buffers of earlier batches, and peak RSS crept up with the number of batches evaluated:
 in ``bench/scale.py`` it grew by 0.08 MB per test image (warm) and 0.17 MB per test image (cold) between 438 and
 1,750 images; with the release it is flat (at most 0.016 MB per image, noise, and no change from 4,588 to 13,765).
@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import math
 import os
-import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -37,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from spectral.eval import images as image_cache
+from spectral.heap import release_heap
 from spectral.linalg import resolve_device
 from spectral.pool import ModelPool, strip_visual_prefix
 
@@ -308,40 +306,6 @@ def subsample_indices(source: EvalSource, subsample: int | None, seed: int = SUB
     return stratified_subsample(source.labels, int(subsample), seed)
 
 
-#: :func:`heap_releaser` hands freed heap memory back at most this often (seconds): a CPU batch takes about 2 s,
-#: and the release itself a few milliseconds
-HEAP_RELEASE_INTERVAL_S = 0.5
-
-
-def heap_releaser(*, interval_s: float = HEAP_RELEASE_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
-                  trim: Callable[[int], Any] | None = None) -> Callable[[], None]:
-    """A function to call after every batch: it returns the freed heap to the OS (glibc's ``malloc_trim``) at
-    most once per ``interval_s``. PyTorch's CPU tensors come from glibc's malloc, which keeps freed blocks of mid-sized
-    activations in its arenas for reuse; batches of varying shapes (the last batch of every task is shorter)
-    fragment them, so the resident set grows with the number of batches instead of staying at one batch's
-    worth. Where there is no glibc (macOS, musl) this does nothing."""
-    if trim is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            trim_fn = libc.malloc_trim
-        except (OSError, AttributeError):
-            return lambda: None
-        trim_fn.argtypes, trim_fn.restype = [ctypes.c_size_t], ctypes.c_int
-        trim = trim_fn
-    last = [-math.inf]
-
-    def release() -> None:
-        now = clock()
-        if now - last[0] >= interval_s:
-            trim(0)
-            last[0] = now
-
-    return release
-
-
-#: This process's releaser. Module state, so each DataLoader worker (forked: a copy; spawned: a fresh import) has
-#: its own throttle, shared by everything that decodes or evaluates in that process.
-release_heap = heap_releaser()
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -49,3 +49,13 @@ def test_scale_bench_prints_its_figures(capsys, tmp_path):
     for mode in ("old", "cold", "warm"):
         assert float(figures[f"{mode}_0.001_peak_rss_mb"]) > 0 and f"{mode}_rss_growth_mb_per_image" in figures
     assert float(figures["image_cache_mb_per_image"]) > 0
+
+
+@pytest.mark.slow
+def test_eval_command_bench_prints_its_figures(capsys, tmp_path):
+    args = ["--tasks", "1", "--scale", "0.0005", "--quick", "--workdir", str(tmp_path)]
+    assert _load("eval_command").main(args) == 0
+    figures = _figures(capsys.readouterr().out)
+    assert figures["tasks"] == "1" and float(figures["checkpoints_mb"]) > 2 * 330  # two ViT-B/32 files
+    for name in ("eval_zeroshot_peak_rss_mb", "eval_tsv_m_peak_rss_mb", "tsv_m_over_zeroshot_peak_rss"):
+        assert float(figures[name]) > 0

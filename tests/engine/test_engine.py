@@ -150,3 +150,31 @@ def test_cuda_matches_cpu(engine):
     a, b = engine.merge("iso_cts"), gpu.merge("iso_cts")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
+
+
+def test_release_memory_frees_factors_derived_data_and_merges_and_keeps_the_disk_cache(engine, monkeypatch):
+    engine.build_cache()
+    first = engine.merge("iso_cts", common_frac=0.5, alpha=1.0)
+    held = engine.memory_used()
+    assert held["factors"] > 0 and held["derived"] > 0 and held["merges"] > 0
+    engine.release_memory(keep_merges=True)
+    assert engine.memory_used() == {"factors": 0, "derived": 0, "merges": held["merges"]}
+    engine.release_memory()
+    assert engine.memory_used() == {"factors": 0, "derived": 0, "merges": 0}
+    # the next merge reads every factor back from disk: no task matrix is decomposed again
+    monkeypatch.setattr(linalg, "thin_svd", lambda x: pytest.fail(f"an SVD of shape {tuple(x.shape)} was redone"))
+    misses = engine.cache.misses
+    again = engine.merge("iso_cts", common_frac=0.5, alpha=1.0)
+    assert engine.cache.misses == misses
+    for key in first:  # the same factors (read back, contiguous, so BLAS may round differently in the last bit)
+        torch.testing.assert_close(again[key], first[key], rtol=1e-6, atol=1e-7, msg=key)
+
+
+def test_an_engine_without_a_memory_budget_holds_no_factors(vit_state_dicts, tmp_path):
+    base, ft = vit_state_dicts
+    engine = Engine(TaskSet(base, ft), cache_dir=tmp_path / "cache", device="cpu", memory_bytes=0)
+    kept = Engine(TaskSet(base, ft), cache_dir=tmp_path / "cache", device="cpu")
+    merged = engine.merge("tsv_m", k_frac=0.25)
+    assert engine.memory_used()["factors"] == 0
+    for key, value in kept.merge("tsv_m", k_frac=0.25).items():
+        assert torch.equal(merged[key], value), key

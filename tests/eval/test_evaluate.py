@@ -105,3 +105,38 @@ def test_generic_state_dict_cache(evaluator, micro_pool):
     bad = {k: torch.zeros_like(v) for k, v in sd.items()}
     with pytest.raises(Exception):
         evaluator.state_dict("broken", {}, {k: v for k, v in list(bad.items())[:-1]})  # missing key → strict load fails
+
+
+@pytest.mark.parametrize("keep_merges", [False, True])
+def test_release_engine_memory_evaluates_a_merge_with_the_memory_to_itself(micro_pool, tmp_path, monkeypatch,
+                                                                              keep_merges):
+    ev = Evaluator(micro_pool, store=False, device="cpu", version="x", cache_dir=tmp_path / "cache",
+                   release_engine_memory=True, keep_merges=keep_merges)
+    held_during_evaluation = []
+    real = Evaluator.accuracies
+
+    def spy(self, state_dict, *args, **kwargs):
+        held_during_evaluation.append(self.engine.memory_used())
+        return real(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "accuracies", spy)
+    released = ev.merged("iso_cts", common_frac=0.5)
+    assert ev.engine.cache.memory_bytes == 0  # the engine built here keeps no factors in memory
+    (held,) = held_during_evaluation
+    assert held["factors"] == 0 and held["derived"] == 0
+    assert (held["merges"] > 0) == keep_merges
+    plain = Evaluator(micro_pool, store=False, device="cpu", version="x", cache_dir=tmp_path / "cache")
+    assert plain.merged("iso_cts", common_frac=0.5) == released
+    assert held_during_evaluation[-1]["derived"] > 0  # without the option the engine keeps what it derived
+
+
+def test_the_eval_command_frees_the_merge_before_evaluating(tmp_path):
+    import argparse
+
+    from spectral.eval.commands import open_evaluator
+
+    args = argparse.Namespace(pool="zoo-micro", cache_dir=str(tmp_path / "cache"), store=str(tmp_path / "r.sqlite"),
+                              split="test", device="cpu", trust_pickle=False)
+    ev = open_evaluator(args, keep_merges=False)
+    assert ev.release_engine_memory and not ev.keep_merges
+    assert open_evaluator(args).keep_merges  # sweeps keep the merge for the next alpha
