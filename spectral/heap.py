@@ -20,17 +20,17 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 
-def _glibc_trim() -> Callable[[int], Any] | None:
+def _libc_function(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
+    """A glibc function through ctypes, or None where there is none (macOS, musl)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim_fn = libc.malloc_trim
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    trim_fn.argtypes, trim_fn.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim_fn
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
 
 
-_TRIM = _glibc_trim()
+_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t])
 
 
 def trim_heap() -> bool:
@@ -46,25 +46,31 @@ def trim_heap() -> bool:
 HEAP_RELEASE_INTERVAL_S = 0.5
 
 
+def throttled(fn: Callable[[], Any], *, interval_s: float = HEAP_RELEASE_INTERVAL_S, share: float = 0.05,
+              clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
+    """``fn`` for calling in a loop: it runs at most once per ``interval_s``, and never more than ``share`` of the
+    time (after a call that took d seconds, the next waits at least d / share)."""
+    next_due = [-math.inf]
+
+    def maybe() -> None:
+        start = clock()
+        if start >= next_due[0]:
+            fn()
+            next_due[0] = start + max(interval_s, (clock() - start) / share)
+
+    return maybe
+
+
 def heap_releaser(*, interval_s: float = HEAP_RELEASE_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
                   trim: Callable[[int], Any] | None = None) -> Callable[[], None]:
     """A function to call after every batch: it returns the freed heap to the OS at most once per ``interval_s``.
 
     Batches of varying shapes (the last batch of every task is shorter) fragment glibc's arenas, so without it
     the resident set grows with the number of batches instead of staying at one batch's worth."""
+    trim = trim if trim is not None else _TRIM
     if trim is None:
-        trim = _TRIM
-        if trim is None:
-            return lambda: None
-    last = [-math.inf]
-
-    def release() -> None:
-        now = clock()
-        if now - last[0] >= interval_s:
-            trim(0)
-            last[0] = now
-
-    return release
+        return lambda: None
+    return throttled(lambda: trim(0), interval_s=interval_s, clock=clock)
 
 
 #: This process's releaser. Module state, so each DataLoader worker (forked: a copy; spawned: a fresh import) has
@@ -165,16 +171,8 @@ def _written_pages(address: int, length: int) -> bool | None:
     return bool(((entries & present) != 0)[(entries & file_page) == 0].any())
 
 
-def _libc_madvise() -> Callable[..., int] | None:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    return fn
-
-
-_MADVISE = _libc_madvise() if hasattr(mmap, "MADV_DONTNEED") else None
+_MADVISE = (_libc_function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
+            if hasattr(mmap, "MADV_DONTNEED") else None)
 
 
 def release_mapped_pages() -> int:
@@ -200,22 +198,6 @@ def release_memory() -> None:
     trim_heap()
 
 
-def mapped_page_releaser(*, interval_s: float = HEAP_RELEASE_INTERVAL_S, share: float = 0.05,
-                         clock: Callable[[], float] = time.monotonic,
-                         release: Callable[[], Any] = release_mapped_pages) -> Callable[[], None]:
-    """A throttled :func:`release_mapped_pages` for loops over layers: at most once per ``interval_s``, and never
-    more than ``share`` of the time (checking the pages of twenty 1.2 GB ViT-L/14 files takes tens of ms)."""
-    next_due = [-math.inf]
-
-    def maybe_release() -> None:
-        start = clock()
-        if start >= next_due[0]:
-            release()
-            took = clock() - start
-            next_due[0] = start + max(interval_s, took / share)
-
-    return maybe_release
-
-
 #: this process's throttled release, for loops over layers (a merge, a cache build, a validation)
-release_mapped_pages_often = mapped_page_releaser()
+#: (checking the pages of twenty 1.2 GB ViT-L/14 files takes tens of ms: hence the share of the time)
+release_mapped_pages_often = throttled(release_mapped_pages)

@@ -14,7 +14,6 @@ import torch
 import xxhash
 from torch import Tensor
 
-from spectral.heap import release_mapped_pages_often
 from spectral.errors import (
     DtypeMismatchError,
     EmptyTaskSetError,
@@ -22,6 +21,7 @@ from spectral.errors import (
     NonFiniteError,
     ShapeMismatchError,
 )
+from spectral.heap import release_mapped_pages_often
 
 log = logging.getLogger(__name__)
 

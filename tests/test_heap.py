@@ -88,14 +88,14 @@ def test_the_loop_release_is_throttled_by_interval_and_by_its_own_cost():
         slow.append(now[0])
         now[0] += cost  # at most 5 % of the time: 0.125 s of work, then 2.5 s without
 
-    release = heap.mapped_page_releaser(interval_s=0.5, share=0.05, clock=lambda: now[0], release=slow_release)
+    release = heap.throttled(slow_release, interval_s=0.5, share=0.05, clock=lambda: now[0])
     for _ in range(100):
         release()
         now[0] += step
     gaps = [b - a for a, b in zip(slow, slow[1:])]
     assert len(slow) >= 4 and all(2.5 <= g < 2.5 + step + cost for g in gaps)
     fast: list[float] = []
-    quick = heap.mapped_page_releaser(interval_s=0.5, clock=lambda: now[0], release=lambda: fast.append(now[0]))
+    quick = heap.throttled(lambda: fast.append(now[0]), interval_s=0.5, clock=lambda: now[0])
     for _ in range(40):
         quick()
         now[0] += step

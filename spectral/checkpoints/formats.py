@@ -39,7 +39,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spectral.heap import track_mapping, track_tensor_files
 from spectral.checkpoints.errors import (
     TRUST_HINT,
     CheckpointError,
@@ -50,6 +49,7 @@ from spectral.checkpoints.errors import (
     UntrustedPickleError,
 )
 from spectral.checkpoints.keymap import CanonicalWeights, canonicalize
+from spectral.heap import track_mapping, track_tensor_files
 
 log = logging.getLogger(__name__)
 

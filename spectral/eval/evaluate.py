@@ -233,6 +233,12 @@ class Evaluator:
                                   **budget)
         return self._engine
 
+    def _before_evaluating(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``state`` (a merge the engine just made), after freeing the engine's memory if ``release_engine_memory``."""
+        if self.release_engine_memory:
+            self.engine.release_memory(keep_merges=self.keep_merges)
+        return state
+
     def _subsample(self, subsample: int | None) -> int:
         """The effective subsample size of a call: 0 for the whole split (also when no task split is larger)."""
         n = self.subsample if subsample is None else subsample
@@ -353,9 +359,7 @@ class Evaluator:
         resolved = self.resolve(method, alpha, **params)
 
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
-            state = self.engine.merge(method, progress=progress, **resolved)
-            if self.release_engine_memory:
-                self.engine.release_memory(keep_merges=self.keep_merges)
+            state = self._before_evaluating(self.engine.merge(method, progress=progress, **resolved))
             return self.accuracies(state, split=split, subsample=n, progress=progress)
 
         return self.lookup_result(method, resolved, compute, split, subsample)
@@ -374,10 +378,7 @@ class Evaluator:
         params = {"k_frac": float(k_frac), "task": task}
 
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
-            state = self.engine.compress(task, k_frac=k_frac)
-            if self.release_engine_memory:
-                self.engine.release_memory(keep_merges=self.keep_merges)
-            return self.accuracies(state, [task], split, n)
+            return self.accuracies(self._before_evaluating(self.engine.compress(task, k_frac=k_frac)), [task], split, n)
 
         return self.lookup("tsv_c", params, compute, split, subsample)[task]
 

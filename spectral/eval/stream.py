@@ -15,9 +15,9 @@ On CUDA the forward pass runs under autocast (bf16, else fp16), in channels_last
 non-blocking copies. A ``subsample`` (see :func:`spectral.metrics.estimate.stratified_subsample`) reads only
 the chosen images.
 
-Between batches the freed heap is handed back to the OS (:func:`spectral.heap.heap_releaser`). Without that, glibc's allocator
-keeps the freed activation buffers of earlier batches, and peak RSS crept up with the number of batches evaluated:
-in ``bench/scale.py`` it grew by 0.08 MB per test image (warm) and 0.17 MB per test image (cold) between 438 and
+Between batches the freed heap is handed back to the OS (:func:`spectral.heap.heap_releaser`). Without that,
+glibc's allocator keeps the freed activation buffers of earlier batches, and peak RSS crept up with the number of
+batches evaluated: in ``bench/scale.py`` it grew by 0.08 MB per test image (warm) and 0.17 MB per test image (cold) between 438 and
 1,750 images; with the release it is flat (at most 0.016 MB per image, noise, and no change from 4,588 to 13,765).
 """
 from __future__ import annotations
@@ -304,8 +304,6 @@ def subsample_indices(source: EvalSource, subsample: int | None, seed: int = SUB
     from spectral.metrics.estimate import stratified_subsample
 
     return stratified_subsample(source.labels, int(subsample), seed)
-
-
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
