@@ -52,13 +52,22 @@ def tower_shapes(arch: str, blocks: int | None = None, shrink: int = 1) -> dict[
     return shapes
 
 
-def random_taskset(arch: str, tasks: int, blocks: int | None = None, seed: int = 0, shrink: int = 1) -> TaskSet:
-    """Base weights and full-rank random task vectors of the real shapes (as fine-tuning deltas are)."""
-    g = torch.Generator().manual_seed(seed)
+def random_taskset(arch: str, tasks: int, blocks: int | None = None, seed: int = 0, shrink: int = 1,
+                   device: torch.device | str = "cpu") -> TaskSet:
+    """Base weights and full-rank random task vectors of the real shapes (as fine-tuning deltas are), in CPU memory.
+
+    The numbers are drawn on ``device`` (a GPU draws ViT-L/14 × 20's 6.4 billion in milliseconds, the CPU in
+    tens of seconds), then moved to the CPU, where a user's checkpoints live.
+    """
+    g = torch.Generator(device=device).manual_seed(seed)
     shapes = tower_shapes(arch, blocks, shrink)
-    base = {k: torch.randn(*s, generator=g) * 0.02 for k, s in shapes.items()}
-    finetuned = {f"task{t}": {k: base[k] + torch.randn(*s, generator=g) * 1e-3 for k, s in shapes.items()}
-                 for t in range(tasks)}
+
+    def draw(s: tuple[int, int], scale: float, offset: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.randn(*s, generator=g, device=device).mul_(scale)
+        return (x if offset is None else x.add_(offset.to(device))).cpu()
+
+    base = {k: draw(s, 0.02) for k, s in shapes.items()}
+    finetuned = {f"task{t}": {k: draw(s, 1e-3, base[k]) for k, s in shapes.items()} for t in range(tasks)}
     return TaskSet(base, finetuned, name=f"{arch}x{tasks}", validate=False)
 
 
@@ -80,7 +89,7 @@ def timed(fn, device: torch.device, repeat: int = 1) -> float:  # noqa: ANN001
 
 def cache_build(arch: str, tasks: int, blocks: int | None, device: torch.device, tmp: Path,
                 shrink: int = 1) -> float:
-    ts = random_taskset(arch, tasks, blocks, shrink=shrink)
+    ts = random_taskset(arch, tasks, blocks, shrink=shrink, device=device)
     folder = Path(tempfile.mkdtemp(dir=tmp))
     engine = Engine(ts, cache=SVDCache(folder, memory_bytes=0), device=device)
     seconds = timed(engine.build_cache, device)
@@ -88,10 +97,49 @@ def cache_build(arch: str, tasks: int, blocks: int | None, device: torch.device,
     return seconds
 
 
+def bench_svd_routes(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
+    """The thin-SVD routes of :func:`spectral.linalg.thin_svd` on the device, per matrix shape: cuSOLVER through
+    ``torch.linalg.svd`` (default driver, and gesvd) against the float64-Gram route, with their errors against a
+    float64 SVD (largest singular-value error over σ₁, and ‖A − U S Vᵀ‖_F / ‖A‖_F)."""
+    from spectral import linalg
+
+    def gesvd(A: torch.Tensor) -> linalg.SVD:
+        U, S, Vh = torch.linalg.svd(A, full_matrices=False, driver="gesvd" if A.is_cuda else None)
+        return U, S, Vh.mT
+
+    def default(A: torch.Tensor) -> linalg.SVD:
+        U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        return U, S, Vh.mT
+
+    routes = {"torch": default, "gesvd": gesvd, "gram": linalg.gram_thin_svd}
+    g = torch.Generator().manual_seed(0)
+    shrink = args.shrink
+    for m, n in ((4096, 1024), (3072, 1024), (1024, 1024), (3072, 768), (2304, 768), (768, 768)):
+        m, n = max(2, m // shrink), max(2, n // shrink)
+        A = (torch.randn(args.svd_batch, m, n, generator=g) * 1e-3).to(device)
+        ref = torch.linalg.svd(A[:1].double().cpu(), full_matrices=False)
+        for name, route in routes.items():
+            route(A[:1])  # warm-up: handles, workspaces
+            seconds = timed(lambda: route(A), device)
+            U, S, V = (f[:1].double().cpu() for f in route(A[:1]))
+            s_err = float((S - ref.S).abs().max() / ref.S[..., 0].max())
+            rebuilt = (U * S.unsqueeze(-2)) @ V.mT
+            r_err = float((rebuilt - A[:1].double().cpu()).norm() / A[:1].double().cpu().norm())
+            tag = f"svd_{m}x{n}_{name}_{device.type}"
+            print(f"{tag}_ms_per_matrix: {1000 * seconds / args.svd_batch:.2f}", flush=True)
+            print(f"# {tag}: singular-value error {s_err:.1e} of σ1, reconstruction error {r_err:.1e}", flush=True)
+        del A
+
+
 def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
     for arch, tasks in (("ViT-B-32", args.b32_tasks), ("ViT-L-14", args.l14_tasks)):
+        if arch not in args.cache_archs.split(","):
+            continue
         tag = f"{arch.replace('-', '').lower()}x{tasks}"
         blocks = args.blocks
+        if arch == "ViT-L-14" and args.l14_blocks:
+            blocks = args.l14_blocks
+            tag += f"_{blocks}of{TOWERS[arch][1]}blocks"
         t_dev = cache_build(arch, tasks, blocks, device, tmp, args.shrink)
         print(f"{tag}_cache_build_{device.type}_s: {t_dev:.2f}", flush=True)
         depth = TOWERS[arch][1] if blocks is None else blocks
@@ -106,7 +154,7 @@ def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> No
 def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
     import engine as engine_bench  # bench/engine.py: the reference-style recomputations
 
-    ts = random_taskset("ViT-B-32", args.b32_tasks, args.blocks, shrink=args.shrink)
+    ts = random_taskset("ViT-B-32", args.b32_tasks, args.blocks, shrink=args.shrink, device=device)
     T = ts.num_tasks
     for where in (device, torch.device("cpu")) if device.type != "cpu" else (device,):
         folder = Path(tempfile.mkdtemp(dir=tmp))
@@ -164,18 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="one block of 1/8-size matrices, two tasks, a few images: seconds (smoke test)")
     parser.add_argument("--blocks", type=int, default=None, help="transformer blocks per tower (default: all)")
+    parser.add_argument("--l14-blocks", type=int, default=None,
+                        help="blocks of the ViT-L/14 cache build only (default: --blocks; the line names a partial build)")
+    parser.add_argument("--cache-archs", default="ViT-B-32,ViT-L-14", help="towers of the cache-build part")
+    parser.add_argument("--svd-batch", type=int, default=8, help="matrices per timed batch of the SVD routes")
     parser.add_argument("--b32-tasks", type=int, default=8)
     parser.add_argument("--l14-tasks", type=int, default=20)
     parser.add_argument("--cpu-blocks", type=int, default=1, help="blocks of the CPU cache build (extrapolated)")
     parser.add_argument("--eval-scale", type=float, default=0.05, help="fraction of the real 8 test-set sizes")
     parser.add_argument("--eval-tasks", type=int, default=8)
     parser.add_argument("--cpu-eval-images", type=int, default=256, help="images of the CPU evaluation figure")
-    parser.add_argument("--only", default="cache,sliders,eval", help="comma-separated parts to run")
+    parser.add_argument("--only", default="svd,cache,sliders,eval", help="comma-separated parts to run")
     args = parser.parse_args(argv)
     args.shrink = 8 if args.quick else 1
     if args.quick:
         args.blocks, args.b32_tasks, args.l14_tasks = 1, 2, 2
-        args.eval_scale, args.eval_tasks, args.cpu_eval_images = 0.0005, 2, 8
+        args.eval_scale, args.eval_tasks, args.cpu_eval_images, args.svd_batch = 0.0005, 2, 8, 2
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -186,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = {p.strip() for p in args.only.split(",")}
     tmp = Path(tempfile.mkdtemp(prefix="spectral-gpu-"))
     try:
+        if "svd" in parts:
+            bench_svd_routes(args, device, tmp)
         if "cache" in parts:
             bench_cache(args, device, tmp)
         if "sliders" in parts:

@@ -27,6 +27,11 @@ GRAM_RCOND = 1e-10
 #: plain SVD implementation (the reference the tests and ``bench/engine.py --no-gram`` compare against).
 USE_GRAM = True
 
+#: How :func:`thin_svd` decomposes float32 matrices on a CUDA device: ``"gram"`` (:func:`gram_thin_svd`, an n×n
+#: eigh in float64 with an exactness test and a fallback) or ``"torch"`` (``torch.linalg.svd``, cuSOLVER's
+#: gesvdj with its gesvd fallback). The CPU always uses LAPACK's SVD.
+CUDA_SVD_ROUTE = "gram"
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` → CUDA when present, else CPU; anything else is passed to ``torch.device``."""
@@ -46,11 +51,54 @@ def thin_svd(matrices: Tensor) -> SVD:
     if matrices.ndim < 2:
         raise ShapeMismatchError(f"thin_svd needs a matrix, got a tensor of shape {tuple(matrices.shape)}")
     m, n = matrices.shape[-2:]
-    if m >= n:
-        U, S, Vh = torch.linalg.svd(matrices, full_matrices=False)
-        return U, S, Vh.mT
-    U_t, S, Vh_t = torch.linalg.svd(matrices.mT, full_matrices=False)
-    return Vh_t.mT, S, U_t
+    if m < n:
+        U_t, S, V_t = thin_svd(matrices.mT)
+        return V_t, S, U_t
+    if matrices.device.type == "cuda" and CUDA_SVD_ROUTE == "gram" and matrices.dtype == torch.float32:
+        return gram_thin_svd(matrices)
+    U, S, Vh = torch.linalg.svd(matrices, full_matrices=False)
+    return U, S, Vh.mT
+
+
+def gram_thin_svd(matrices: Tensor) -> SVD:
+    """Thin SVD of tall matrices ``(..., m, n)``, m ≥ n, from the eigendecomposition of their Gram in float64.
+
+    ``AᵀA = V Λ Vᵀ`` gives ``S = √Λ`` and ``U = A V S⁻¹``; one Cholesky-QR pass (``U ← U L⁻ᵀ`` with
+    ``UᵀU = L Lᵀ``) then restores U's orthonormality where the small components lost digits. The result is the
+    SVD, not an approximation, and is accepted per matrix only where it meets float32 precision: every
+    eigenvalue above ``GRAM_RCOND`` · the largest (condition number below 1e5, where the Gram's float64 round-off
+    stays under float32 rounding) and ``|UᵀU − I|``, ``|A − U S Vᵀ| / ‖A‖`` within :func:`default_rtol`. Other
+    matrices are decomposed by ``torch.linalg.svd``.
+
+    On a GPU one n×n ``eigh`` and three m×n×n products replace cuSOLVER's iterative SVD of the m×n matrix
+    (``bench/gpu.py --only svd`` measures both); on the CPU LAPACK's SVD is used instead (:data:`CUDA_SVD_ROUTE`).
+    """
+    m, n = matrices.shape[-2:]
+    if m < n:
+        raise ShapeMismatchError(f"gram_thin_svd needs tall matrices (m ≥ n), got {m}×{n}")
+    A = matrices.to(torch.float64)
+    eigvals, V = torch.linalg.eigh(A.mT @ A)
+    eigvals, V = eigvals.flip(-1), V.flip(-1)
+    well_conditioned = eigvals[..., -1] > GRAM_RCOND * eigvals[..., 0]
+    S = eigvals.clamp_min(torch.finfo(torch.float64).tiny).sqrt()
+    U = (A @ V) / S.unsqueeze(-2)
+    L, info = torch.linalg.cholesky_ex(U.mT @ U)
+    U = torch.linalg.solve_triangular(L.mT, U, upper=True, left=False)
+    rtol = default_rtol(n, matrices.dtype)
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    orth_err = (U.mT @ U - eye).abs().amax((-2, -1))
+    rebuilt = (U * S.unsqueeze(-2)) @ V.mT
+    resid = (A - rebuilt).abs().amax((-2, -1)) / A.abs().amax((-2, -1)).clamp_min(torch.finfo(torch.float64).tiny)
+    ok = well_conditioned & (info == 0) & (orth_err <= rtol) & (resid <= rtol)
+    U, S, V = U.to(matrices.dtype), S.to(matrices.dtype), V.to(matrices.dtype)
+    if not bool(ok.all()):
+        flat_ok = ok.reshape(-1)
+        bad = (~flat_ok).nonzero().flatten()
+        log.debug("gram_thin_svd: %d of %d %d×%d matrices fall back to the SVD", bad.numel(), flat_ok.numel(), m, n)
+        Uf, Sf, Vf = U.reshape(-1, m, n), S.reshape(-1, n), V.reshape(-1, n, n)
+        Ub, Sb, Vhb = torch.linalg.svd(matrices.reshape(-1, m, n)[bad], full_matrices=False)
+        Uf[bad], Sf[bad], Vf[bad] = Ub, Sb, Vhb.mT
+    return U, S, V
 
 
 def truncate(U: Tensor, S: Tensor, V: Tensor, k: int) -> SVD:

@@ -83,3 +83,61 @@ def test_resolve_device():
     assert linalg.resolve_device("auto").type == expected
     with pytest.raises(ValueError):
         linalg.orthogonalise(torch.eye(3), "gram-schmidt")
+
+
+def _float64_svd_error(A: torch.Tensor, factors: linalg.SVD) -> tuple[float, float, float]:
+    """(largest singular-value error / σ₁, ‖A − U S Vᵀ‖_F / ‖A‖_F, largest |UᵀU − I|) against a float64 SVD."""
+    U, S, V = (f.double() for f in factors)
+    Ad = A.double()
+    S_ref = torch.linalg.svdvals(Ad)
+    eye = torch.eye(U.shape[-1], dtype=torch.float64)
+    return (float((S - S_ref).abs().max() / S_ref[..., 0].max()),
+            float((Ad - linalg.reconstruct(U, S, V)).norm() / Ad.norm()),
+            float((U.mT @ U - eye).abs().max()))
+
+
+def test_gram_svd_matches_the_float64_svd_to_float32_precision_on_full_rank_matrices():
+    torch.manual_seed(0)
+    A = torch.randn(3, 300, 96) * 1e-3  # full-rank random task matrices, as real fine-tuning deltas are
+    U, S, V = linalg.gram_thin_svd(A)
+    assert U.shape == (3, 300, 96) and S.shape == (3, 96) and V.shape == (3, 96, 96) and U.dtype == torch.float32
+    s_err, r_err, orth = _float64_svd_error(A, (U, S, V))
+    eps32 = torch.finfo(torch.float32).eps
+    # at least as accurate as LAPACK's float32 SVD of the same matrices
+    s32, r32, o32 = _float64_svd_error(A, linalg.thin_svd(A))
+    assert s_err <= max(s32, 4 * eps32) and r_err <= max(r32, 4 * eps32) and orth <= max(o32, 4 * eps32)
+    assert (S[:, :-1] >= S[:, 1:]).all()
+    torch.testing.assert_close(V.mT @ V, torch.eye(96).expand(3, 96, 96), atol=1e-6, rtol=0)
+
+
+def test_gram_svd_falls_back_to_the_svd_where_the_gram_is_too_ill_conditioned(caplog):
+    torch.manual_seed(1)
+    Q1, _ = torch.linalg.qr(torch.randn(200, 64, dtype=torch.float64))
+    Q2, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+    fine = ((Q1 * torch.logspace(0, -3, 64, dtype=torch.float64)) @ Q2.T).float()
+    harsh = ((Q1 * torch.logspace(0, -7, 64, dtype=torch.float64)) @ Q2.T).float()  # κ = 1e7: λ_min/λ_max = 1e-14
+    zero = torch.zeros(200, 64)
+    A = torch.stack([fine, harsh, zero])
+    with caplog.at_level("DEBUG", logger="spectral.linalg"):
+        U, S, V = linalg.gram_thin_svd(A)
+    assert "2 of 3 200×64 matrices fall back to the SVD" in caplog.text
+    for i in (0, 1):
+        Ui, Si, Vi = torch.linalg.svd(A[i], full_matrices=False)
+        s_err, r_err, orth = _float64_svd_error(A[i], (U[i], S[i], V[i]))
+        assert s_err < 1e-6 and r_err < 1e-5 and orth < 1e-5
+    torch.testing.assert_close(S[1], torch.linalg.svdvals(harsh))  # the fallback is LAPACK's answer itself
+    assert bool(torch.isfinite(U).all()) and float(S[2].abs().max()) == 0.0
+
+
+def test_gram_svd_rejects_wide_matrices():
+    with pytest.raises(ShapeMismatchError, match="10×20"):
+        linalg.gram_thin_svd(torch.randn(10, 20))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(3072, 768), (768, 3072), (768, 768)])
+def test_thin_svd_on_cuda_agrees_with_the_float64_svd(shape):
+    torch.manual_seed(2)
+    A = torch.randn(2, *shape) * 1e-3
+    s_err, r_err, orth = _float64_svd_error(A, tuple(f.cpu() for f in linalg.thin_svd(A.cuda())))
+    assert s_err < 1e-6 and r_err < 1e-5 and orth < 1e-5
