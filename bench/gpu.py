@@ -131,6 +131,41 @@ def bench_svd_routes(args: argparse.Namespace, device: torch.device, tmp: Path) 
         del A
 
 
+def bench_eigh(args: argparse.Namespace, device: torch.device) -> None:
+    """float64 ``eigh`` of 16 matrices of 768² (the size of the Gram routes on ViT-B/32): one batched call on the
+    device, the same split over 4 threads with a CUDA stream each, and on the CPU. The slider moves make hundreds
+    of such calls, so their latency, not their arithmetic, decides the move's time on a GPU."""
+    import threading
+
+    n = max(2, 768 // args.shrink)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(16, 2 * n, n, generator=g, dtype=torch.float64)
+    grams = (X.mT @ X).to(device)
+    torch.linalg.eigh(grams[:2])
+    t_batched = timed(lambda: torch.linalg.eigh(grams), device, repeat=3)
+    print(f"eigh_{n}_fp64_{device.type}_ms_per_matrix: {1000 * t_batched / 16:.2f}", flush=True)
+    t32 = timed(lambda: torch.linalg.eigh(grams.float()), device, repeat=3)
+    print(f"eigh_{n}_fp32_{device.type}_ms_per_matrix: {1000 * t32 / 16:.2f}", flush=True)
+    if device.type == "cuda":
+        def split() -> None:
+            def work(part: torch.Tensor) -> None:
+                stream = torch.cuda.Stream(device)
+                with torch.cuda.stream(stream):
+                    torch.linalg.eigh(part)
+                stream.synchronize()
+            threads = [threading.Thread(target=work, args=(grams[i::4],)) for i in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        split()
+        t_split = timed(split, device, repeat=3)
+        print(f"eigh_{n}_fp64_{device.type}_4streams_ms_per_matrix: {1000 * t_split / 16:.2f}", flush=True)
+        cpu = grams.cpu()
+        t_cpu = timed(lambda: torch.linalg.eigh(cpu), torch.device("cpu"), repeat=3)
+        print(f"eigh_{n}_fp64_cpu_ms_per_matrix: {1000 * t_cpu / 16:.2f}", flush=True)
+
+
 def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
     for arch, tasks in (("ViT-B-32", args.b32_tasks), ("ViT-L-14", args.l14_tasks)):
         if arch not in args.cache_archs.split(","):
@@ -144,6 +179,8 @@ def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> No
         print(f"{tag}_cache_build_{device.type}_s: {t_dev:.2f}", flush=True)
         depth = TOWERS[arch][1] if blocks is None else blocks
         cpu_blocks = min(args.cpu_blocks, depth)
+        if cpu_blocks <= 0:
+            continue
         t_cpu = cache_build(arch, tasks, cpu_blocks, torch.device("cpu"), tmp, args.shrink)
         estimate = t_cpu / cpu_blocks * depth
         print(f"# CPU: {cpu_blocks} of {depth} blocks in {t_cpu:.1f} s", flush=True)
@@ -156,7 +193,7 @@ def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> 
 
     ts = random_taskset("ViT-B-32", args.b32_tasks, args.blocks, shrink=args.shrink, device=device)
     T = ts.num_tasks
-    for where in (device, torch.device("cpu")) if device.type != "cpu" else (device,):
+    for where in (device, torch.device("cpu")) if device.type != "cpu" and not args.device_only else (device,):
         folder = Path(tempfile.mkdtemp(dir=tmp))
         eng = Engine(ts, cache=SVDCache(folder, memory_bytes=8 << 30), device=where)
         eng.build_cache()
@@ -215,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l14-blocks", type=int, default=None,
                         help="blocks of the ViT-L/14 cache build only (default: --blocks; the line names a partial build)")
     parser.add_argument("--cache-archs", default="ViT-B-32,ViT-L-14", help="towers of the cache-build part")
+    parser.add_argument("--device-only", action="store_true", help="slider moves on the device only (no CPU row)")
     parser.add_argument("--svd-batch", type=int, default=8, help="matrices per timed batch of the SVD routes")
     parser.add_argument("--b32-tasks", type=int, default=8)
     parser.add_argument("--l14-tasks", type=int, default=20)
@@ -240,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "svd" in parts:
             bench_svd_routes(args, device, tmp)
+        if "eigh" in parts:
+            bench_eigh(args, device)
         if "cache" in parts:
             bench_cache(args, device, tmp)
         if "sliders" in parts:

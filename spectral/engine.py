@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -242,22 +242,40 @@ class Engine:
         todo = sum(len(v) for v in by_shape.values())
         done = 0
         progress(0, max(todo, 1), f"SVD of {todo} task matrices")
-        pending: list[Future[None]] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="svd-cache-writer") as writer:
+        pending: deque[Future[None]] = deque()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="svd-cache-writer") as writer:
+            # One host buffer for every batch, filled in place: no per-matrix temporaries, no stacking copy, no
+            # fresh pages to fault in per batch, and (pinned on CUDA) a direct copy to the device
+            largest = max((min(len(items), max(1, self.batch_bytes // (sh[0] * sh[1] * 4))) * sh[0] * sh[1] * 4
+                           for sh, items in by_shape.items()), default=0)
+            staging = torch.empty(largest, dtype=torch.uint8, pin_memory=self.device.type == "cuda" and largest > 0)
             for shape, items in by_shape.items():
                 per_batch = max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
                 for start in range(0, len(items), per_batch):
                     batch = items[start : start + per_batch]
-                    matrices = torch.stack([ts.task_matrix(t, key) for t, key, _ in batch]).to(self.device)
+                    dtypes = {ts.task_matrix_dtype(t, key) for t, key, _ in batch}
+                    dtype = dtypes.pop() if len(dtypes) == 1 else torch.float64
+                    nbytes = len(batch) * shape[0] * shape[1] * dtype.itemsize
+                    if staging.numel() < nbytes:
+                        del staging
+                        staging = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+                    host = staging[:nbytes].view(dtype).view(len(batch), *shape)
+                    for i, (t, key, _) in enumerate(batch):
+                        ts.task_matrix_into(t, key, host[i])
+                    matrices = host.to(self.device)
                     release_mapped_pages_often()
                     U, S, V = (f.cpu() for f in linalg.thin_svd(matrices))
-                    del matrices
+                    del matrices, host
+                    # bounded: factors waiting for the disk never hold more than ~3 batches of memory
+                    while len(pending) > 3 * per_batch:
+                        pending.popleft().result()
                     for i, (_, _, h) in enumerate(batch):
                         pending.append(writer.submit(self.cache.put, h, (U[i], S[i], V[i]), shape=shape))
                     done += len(batch)
                     progress(done, todo, f"SVD {shape[0]}×{shape[1]}: {done}/{todo}")
-            for fut in pending:
-                fut.result()
+            del staging
+            while pending:
+                pending.popleft().result()
         return todo
 
     def layer(self, key: str) -> CachedLayer:

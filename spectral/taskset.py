@@ -155,6 +155,17 @@ class TaskSet:
         delta = ft.to(torch.float64 if ft.dtype == torch.float64 else torch.float32) - self.base[key]
         return delta
 
+    def task_matrix_dtype(self, task: str | int, key: str) -> torch.dtype:
+        """The dtype :meth:`task_matrix` returns for (task, key), without computing it."""
+        ft = self.finetuned[self.task_names[self.task_index(task)]][key]
+        return torch.float64 if ft.dtype == torch.float64 else torch.float32
+
+    def task_matrix_into(self, task: str | int, key: str, out: Tensor) -> Tensor:
+        """:meth:`task_matrix` written into ``out`` (same values, no temporary): for filling batch buffers."""
+        t = self.task_index(task)
+        out.copy_(self.finetuned[self.task_names[t]][key])
+        return out.sub_(self.base[key])
+
     def task_matrices(self, key: str) -> Tensor:
         """Stacked (T, ...) task vectors of one parameter."""
         if key not in self.base:

@@ -79,3 +79,15 @@ def test_named_errors(vit_state_dicts):
     ts = TaskSet(base, ft)
     with pytest.raises(MissingKeyError, match="no task named"):
         ts.task_matrix("nope", "visual.proj")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_task_matrix_into_writes_exactly_what_task_matrix_returns(dtype):
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(6, 4, generator=g).to(dtype)}
+    ts = TaskSet(base, {"a": {"w": (base["w"].double() + 1e-2 * torch.randn(6, 4, generator=g, dtype=torch.float64))
+                               .to(dtype)}})
+    assert ts.task_matrix_dtype("a", "w") == (torch.float64 if dtype == torch.float64 else torch.float32)
+    out = torch.full((6, 4), float("nan"), dtype=ts.task_matrix_dtype("a", "w"))
+    assert ts.task_matrix_into("a", "w", out) is out
+    assert torch.equal(out, ts.task_matrix("a", "w"))
