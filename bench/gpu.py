@@ -1,13 +1,18 @@
 """The GPU path, measured side by side with the CPU path in the same run (issue 10, item 6).
 
-Prints ``name: value`` lines (``#`` lines are comments):
+Prints ``name: value`` lines (``#`` lines are comments), by part (``--only``):
 
-- SVD cache build of ViT-B/32 × 8 and ViT-L/14 × 20 tasks (random full-rank task matrices of the real shapes) on
-  the device (goal for L/14 × 20: ≤ 60 s on one H100/H200), next to the CPU build of ``--cpu-blocks`` blocks of
-  the same model (per block, so the CPU figure is an extrapolation, stated as such in the line's name);
-- slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the device, next
-  to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device;
-- evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
+- ``svd``: the thin-SVD routes per tower matrix shape (cuSOLVER's default driver, gesvd, and the float64-Gram
+  route :func:`spectral.linalg.gram_thin_svd` that :func:`spectral.linalg.thin_svd` uses on CUDA), ms per matrix
+  and their errors against a float64 SVD;
+- ``eigh``: the latency of a 768×768 ``eigh`` (batched, on 4 streams, on the CPU), which bounds the slider moves on a
+  GPU;
+- ``cache``: SVD cache build of ViT-B/32 × 8 and ViT-L/14 × 20 tasks (random full-rank task matrices of the real
+  shapes) on the device (goal for L/14 × 20: ≤ 60 s on one H100/H200), next to the CPU build of ``--cpu-blocks``
+  blocks of the same model (per block, so the CPU figure is an extrapolation, stated as such in the line's name);
+- ``sliders``: slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the
+  device, next to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device;
+- ``eval``: evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
   writing the image cache) and warm (the memory-mapped uint8 cache), on the device and on the CPU.
 
 On a machine without CUDA the "device" is the CPU too: the script still runs (that is what its smoke test checks);
@@ -104,7 +109,7 @@ def bench_svd_routes(args: argparse.Namespace, device: torch.device, tmp: Path) 
     from spectral import linalg
 
     def gesvd(A: torch.Tensor) -> linalg.SVD:
-        U, S, Vh = torch.linalg.svd(A, full_matrices=False, driver="gesvd" if A.is_cuda else None)
+        U, S, Vh = linalg.exact_svd(A)
         return U, S, Vh.mT
 
     def default(A: torch.Tensor) -> linalg.SVD:
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="one block of 1/8-size matrices, two tasks, a few images: seconds (smoke test)")
     parser.add_argument("--blocks", type=int, default=None, help="transformer blocks per tower (default: all)")
     parser.add_argument("--l14-blocks", type=int, default=None,
-                        help="blocks of the ViT-L/14 cache build only (default: --blocks; the line names a partial build)")
+                        help="blocks of the ViT-L/14 cache build only (default: --blocks; the line says it is partial)")
     parser.add_argument("--cache-archs", default="ViT-B-32,ViT-L-14", help="towers of the cache-build part")
     parser.add_argument("--device-only", action="store_true", help="slider moves on the device only (no CPU row)")
     parser.add_argument("--svd-batch", type=int, default=8, help="matrices per timed batch of the SVD routes")

@@ -27,6 +27,37 @@ def test_build_cache_computes_each_task_matrix_once(engine):
     assert engine.build_cache() == 0  # nothing left to do
 
 
+def test_build_cache_bounds_the_factors_waiting_for_a_slow_disk(vit_state_dicts, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    base, ft = vit_state_dicts
+    # one matrix per batch: the staging buffer is refilled for every matrix, across shapes
+    engine = Engine(TaskSet(base, ft), cache_dir=tmp_path / "cache", device="cpu", batch_bytes=1)
+    lock, written, waiting = threading.Lock(), [0], []
+    real_put = engine.cache.put
+
+    def slow_put(*args, **kwargs):
+        time.sleep(0.02)
+        real_put(*args, **kwargs)
+        with lock:
+            written[0] += 1
+
+    def progress(done, todo, text):  # called after each batch's writes are queued
+        if text.startswith("SVD ") and not text.startswith("SVD of"):
+            with lock:
+                waiting.append(done - written[0])
+
+    monkeypatch.setattr(engine.cache, "put", slow_put)
+    assert engine.build_cache(progress=progress) == 30
+    assert written[0] == 30 and len(waiting) == 30 and max(waiting) <= 4  # 3 batches queued + the one just added
+    ts = engine.taskset
+    for key in ts.matrix_keys:
+        for t in range(ts.num_tasks):
+            U, S, V = engine.cache.get(ts.matrix_hash(t, key))
+            torch.testing.assert_close(linalg.reconstruct(U, S, V), ts.task_matrix(t, key), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("method", LAYER_METHODS)
 def test_merge_equals_merge_layer_on_every_key(engine, method):
     ts = engine.taskset

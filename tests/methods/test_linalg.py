@@ -86,7 +86,7 @@ def test_resolve_device():
 
 
 def _float64_svd_error(A: torch.Tensor, factors: linalg.SVD) -> tuple[float, float, float]:
-    """(largest singular-value error / σ₁, ‖A − U S Vᵀ‖_F / ‖A‖_F, largest |UᵀU − I|) against a float64 SVD."""
+    """(largest singular-value error / σ₁, ‖A − U S Vᵀ‖_F / ‖A‖_F, largest |UᵀU − I|) against float64."""
     U, S, V = (f.double() for f in factors)
     Ad = A.double()
     S_ref = torch.linalg.svdvals(Ad)
