@@ -246,11 +246,14 @@ class Engine:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="svd-cache-writer") as writer:
             # One host buffer for every batch, filled in place: no per-matrix temporaries, no stacking copy, no
             # fresh pages to fault in per batch, and (pinned on CUDA) a direct copy to the device
-            largest = max((min(len(items), max(1, self.batch_bytes // (sh[0] * sh[1] * 4))) * sh[0] * sh[1] * 4
-                           for sh, items in by_shape.items()), default=0)
+            def per_batch_of(shape: tuple[int, int]) -> int:
+                return max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
+
+            largest = max((min(len(items), per_batch_of(sh)) * sh[0] * sh[1] * 4 for sh, items in by_shape.items()),
+                          default=0)
             staging = torch.empty(largest, dtype=torch.uint8, pin_memory=self.device.type == "cuda" and largest > 0)
             for shape, items in by_shape.items():
-                per_batch = max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
+                per_batch = per_batch_of(shape)
                 for start in range(0, len(items), per_batch):
                     batch = items[start : start + per_batch]
                     dtypes = {ts.task_matrix_dtype(t, key) for t, key, _ in batch}

@@ -62,6 +62,11 @@ def block_index(key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _delta_dtype(finetuned: Tensor) -> torch.dtype:
+    """Task matrices are float32, except where the checkpoint itself is float64."""
+    return torch.float64 if finetuned.dtype == torch.float64 else torch.float32
+
+
 class TaskSet:
     """Base weights and T fine-tuned models of one architecture, validated up front.
 
@@ -150,15 +155,12 @@ class TaskSet:
 
     def task_matrix(self, task: str | int, key: str) -> Tensor:
         """Δ_t for one task and key, in float32 (float64 checkpoints stay float64)."""
-        t = self.task_index(task)
-        ft = self.finetuned[self.task_names[t]][key]
-        delta = ft.to(torch.float64 if ft.dtype == torch.float64 else torch.float32) - self.base[key]
-        return delta
+        ft = self.finetuned[self.task_names[self.task_index(task)]][key]
+        return ft.to(_delta_dtype(ft)) - self.base[key]
 
     def task_matrix_dtype(self, task: str | int, key: str) -> torch.dtype:
         """The dtype :meth:`task_matrix` returns for (task, key), without computing it."""
-        ft = self.finetuned[self.task_names[self.task_index(task)]][key]
-        return torch.float64 if ft.dtype == torch.float64 else torch.float32
+        return _delta_dtype(self.finetuned[self.task_names[self.task_index(task)]][key])
 
     def task_matrix_into(self, task: str | int, key: str, out: Tensor) -> Tensor:
         """:meth:`task_matrix` written into ``out`` (same values, no temporary): for filling batch buffers."""
