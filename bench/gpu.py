@@ -8,8 +8,10 @@ Prints ``name: value`` lines (``#`` lines are comments), by part (``--only``):
 - ``eigh``: the latency of a 768×768 ``eigh`` (batched, on 4 streams, on the CPU), which bounds the slider moves on a
   GPU;
 - ``cache``: SVD cache build of ViT-B/32 × 8 and ViT-L/14 × 20 tasks (random full-rank task matrices of the real
-  shapes) on the device (goal for L/14 × 20: ≤ 60 s on one H100/H200), next to the CPU build of ``--cpu-blocks``
-  blocks of the same model (per block, so the CPU figure is an extrapolation, stated as such in the line's name);
+  shapes) on the device (goal for L/14 × 20: ≤ 60 s on one H100/H200), with its phases (``Engine.last_build_stats``)
+  and the rate of plain writes into the same folder (``disk_write_gb_per_s``: the cache folder is ``$TMPDIR``), next
+  to the CPU build of ``--cpu-blocks`` blocks of the same model (per block, so the CPU figure is an extrapolation,
+  stated as such in the line's name);
 - ``sliders``: slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the
   device, next to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device;
 - ``eval``: evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
@@ -93,13 +95,30 @@ def timed(fn, device: torch.device, repeat: int = 1) -> float:  # noqa: ANN001
 
 
 def cache_build(arch: str, tasks: int, blocks: int | None, device: torch.device, tmp: Path,
-                shrink: int = 1) -> float:
+                shrink: int = 1) -> tuple[float, dict[str, float], int]:
+    """Seconds of a cold cache build, the seconds of its phases (``Engine.last_build_stats``) and the bytes it
+    wrote."""
     ts = random_taskset(arch, tasks, blocks, shrink=shrink, device=device)
     folder = Path(tempfile.mkdtemp(dir=tmp))
     engine = Engine(ts, cache=SVDCache(folder, memory_bytes=0), device=device)
     seconds = timed(engine.build_cache, device)
+    written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     shutil.rmtree(folder, ignore_errors=True)
-    return seconds
+    return seconds, engine.last_build_stats, written
+
+
+def disk_write_rate(folder: Path, total_bytes: int, file_bytes: int = 32 << 20) -> float:
+    """GB/s of plain ``write`` calls of ``file_bytes`` files into ``folder`` (no fsync, as the cache writes): the
+    rate the cache build cannot beat once its factors outgrow what the page cache absorbs."""
+    payload = torch.randint(0, 256, (file_bytes,), dtype=torch.uint8).numpy().tobytes()
+    target = Path(tempfile.mkdtemp(dir=folder))
+    start = time.perf_counter()
+    for i in range(max(1, total_bytes // file_bytes)):
+        with open(target / f"{i}.bin", "wb") as f:
+            f.write(payload)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(target, ignore_errors=True)
+    return max(1, total_bytes // file_bytes) * file_bytes / seconds / 1e9
 
 
 def bench_svd_routes(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
@@ -166,12 +185,24 @@ def bench_eigh(args: argparse.Namespace, device: torch.device) -> None:
         split()
         t_split = timed(split, device, repeat=3)
         print(f"eigh_{n}_fp64_{device.type}_4streams_ms_per_matrix: {1000 * t_split / 16:.2f}", flush=True)
+        try:  # MAGMA's eigh (hybrid CPU/GPU), where torch was built with it
+            torch.backends.cuda.preferred_linalg_library("magma")
+            torch.linalg.eigh(grams[:2])
+            t_magma = timed(lambda: torch.linalg.eigh(grams), device, repeat=3)
+            print(f"eigh_{n}_fp64_{device.type}_magma_ms_per_matrix: {1000 * t_magma / 16:.2f}", flush=True)
+        except RuntimeError as err:
+            print(f"# MAGMA eigh unavailable: {err}", flush=True)
+        finally:
+            torch.backends.cuda.preferred_linalg_library("default")
         cpu = grams.cpu()
         t_cpu = timed(lambda: torch.linalg.eigh(cpu), torch.device("cpu"), repeat=3)
         print(f"eigh_{n}_fp64_cpu_ms_per_matrix: {1000 * t_cpu / 16:.2f}", flush=True)
 
 
 def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
+    probe = max(1 << 20, int(args.write_probe_gb * 1e9))
+    print(f"disk_write_gb_per_s: {disk_write_rate(tmp, probe, min(32 << 20, probe)):.2f}", flush=True)
+    print(f"# plain writes of {probe / 1e9:.2f} GB into {tmp} (set TMPDIR to measure another disk)", flush=True)
     for arch, tasks in (("ViT-B-32", args.b32_tasks), ("ViT-L-14", args.l14_tasks)):
         if arch not in args.cache_archs.split(","):
             continue
@@ -180,13 +211,16 @@ def bench_cache(args: argparse.Namespace, device: torch.device, tmp: Path) -> No
         if arch == "ViT-L-14" and args.l14_blocks:
             blocks = args.l14_blocks
             tag += f"_{blocks}of{TOWERS[arch][1]}blocks"
-        t_dev = cache_build(arch, tasks, blocks, device, tmp, args.shrink)
+        t_dev, phases, written = cache_build(arch, tasks, blocks, device, tmp, args.shrink)
         print(f"{tag}_cache_build_{device.type}_s: {t_dev:.2f}", flush=True)
+        print(f"# {tag}: wrote {written / 1e9:.1f} GB to {tmp}; " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
+        print(f"{tag}_cache_write_gb_per_s: {written / 1e9 / t_dev:.2f}", flush=True)
         depth = TOWERS[arch][1] if blocks is None else blocks
         cpu_blocks = min(args.cpu_blocks, depth)
         if cpu_blocks <= 0:
             continue
-        t_cpu = cache_build(arch, tasks, cpu_blocks, torch.device("cpu"), tmp, args.shrink)
+        t_cpu = cache_build(arch, tasks, cpu_blocks, torch.device("cpu"), tmp, args.shrink)[0]
         estimate = t_cpu / cpu_blocks * depth
         print(f"# CPU: {cpu_blocks} of {depth} blocks in {t_cpu:.1f} s", flush=True)
         print(f"{tag}_cache_build_cpu_extrapolated_s: {estimate:.1f}", flush=True)
@@ -262,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--b32-tasks", type=int, default=8)
     parser.add_argument("--l14-tasks", type=int, default=20)
     parser.add_argument("--cpu-blocks", type=int, default=1, help="blocks of the CPU cache build (extrapolated)")
+    parser.add_argument("--write-probe-gb", type=float, default=2.0, help="size of the plain-write probe (cache part)")
     parser.add_argument("--eval-scale", type=float, default=0.05, help="fraction of the real 8 test-set sizes")
     parser.add_argument("--eval-tasks", type=int, default=8)
     parser.add_argument("--cpu-eval-images", type=int, default=256, help="images of the CPU evaluation figure")
@@ -271,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.blocks, args.b32_tasks, args.l14_tasks = 1, 2, 2
         args.eval_scale, args.eval_tasks, args.cpu_eval_images, args.svd_batch = 0.0005, 2, 8, 2
+        args.write_probe_gb = 0.004
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

@@ -162,11 +162,15 @@ class TaskSet:
         """The dtype :meth:`task_matrix` returns for (task, key), without computing it."""
         return _delta_dtype(self.finetuned[self.task_names[self.task_index(task)]][key])
 
-    def task_matrix_into(self, task: str | int, key: str, out: Tensor) -> Tensor:
-        """:meth:`task_matrix` written into ``out`` (same values, no temporary): for filling batch buffers."""
+    def task_matrix_into(self, task: str | int, key: str, out: Tensor, *, base: Tensor | None = None) -> Tensor:
+        """:meth:`task_matrix` written into ``out`` (same values, no temporary): for filling batch buffers.
+
+        ``out`` may live on another device (θ_t is copied there); ``base`` is then θ₀ of ``key`` already on that
+        device, so that the subtraction runs there too. Subtraction is exactly rounded, so the result is the same.
+        """
         t = self.task_index(task)
         out.copy_(self.finetuned[self.task_names[t]][key])
-        return out.sub_(self.base[key])
+        return out.sub_(self.base[key] if base is None else base)
 
     def task_matrices(self, key: str) -> Tensor:
         """Stacked (T, ...) task vectors of one parameter."""

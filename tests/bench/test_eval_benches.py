@@ -27,7 +27,8 @@ def test_gpu_bench_merge_parts_run_on_cpu(capsys):
     assert _load("gpu").main(["--quick", "--only", "svd,eigh,cache,sliders", "--device", "cpu"]) == 0
     figures = _figures(capsys.readouterr().out)
     for name in ("svd_512x128_gram_cpu_ms_per_matrix", "svd_96x96_torch_cpu_ms_per_matrix",
-                 "eigh_96_fp64_cpu_ms_per_matrix", "vitb32x2_cache_build_cpu_s",
+                 "eigh_96_fp64_cpu_ms_per_matrix", "vitb32x2_cache_build_cpu_s", "disk_write_gb_per_s",
+                 "vitb32x2_cache_write_gb_per_s",
                  "vitl14x2_cache_build_cpu_extrapolated_s",
                  "slider_tsv_m_k_frac_cpu_ms", "slider_iso_cts_common_frac_cpu_ms", "slider_alpha_cpu_ms",
                  "reference_tsv_m_k_frac_cpu_ms", "reference_iso_cts_common_frac_cpu_ms"):

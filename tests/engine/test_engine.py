@@ -51,6 +51,10 @@ def test_build_cache_bounds_the_factors_waiting_for_a_slow_disk(vit_state_dicts,
     monkeypatch.setattr(engine.cache, "put", slow_put)
     assert engine.build_cache(progress=progress) == 30
     assert written[0] == 30 and len(waiting) == 30 and max(waiting) <= 4  # 3 batches queued + the one just added
+    stats = engine.last_build_stats  # the slow writers show in the phase accounting
+    assert stats["write_thread_s"] >= 30 * 0.02 and stats["wait_for_writers"] > 0
+    main_thread = sum(stats[k] for k in ("hash", "fill", "svd", "to_host", "wait_for_writers"))
+    assert 0 < main_thread <= stats["total"]
     ts = engine.taskset
     for key in ts.matrix_keys:
         for t in range(ts.num_tasks):
@@ -181,6 +185,22 @@ def test_cuda_matches_cpu(engine):
     a, b = engine.merge("iso_cts"), gpu.merge("iso_cts")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_cache_build_subtracts_on_the_device_exactly(vit_state_dicts, tmp_path):
+    base, ft = vit_state_dicts
+    ts = TaskSet(base, ft)
+    key = ts.matrix_keys[0]
+    out = torch.empty(ts.base[key].shape, device="cuda")
+    ts.task_matrix_into(1, key, out, base=ts.base[key].cuda())
+    assert torch.equal(out.cpu(), ts.task_matrix(1, key))
+    gpu = Engine(ts, cache_dir=tmp_path / "gpu", device="cuda", batch_bytes=1 << 16)
+    assert gpu.build_cache() == len(ts.matrix_keys) * ts.num_tasks
+    for key in ts.matrix_keys:
+        for t in range(ts.num_tasks):
+            U, S, V = gpu.cache.get(ts.matrix_hash(t, key))
+            torch.testing.assert_close(linalg.reconstruct(U, S, V), ts.task_matrix(t, key), atol=1e-5, rtol=1e-5)
 
 
 def test_release_memory_frees_factors_derived_data_and_merges_and_keeps_the_disk_cache(engine, monkeypatch):
