@@ -13,7 +13,8 @@ Prints ``name: value`` lines (``#`` lines are comments), by part (``--only``):
   to the CPU build of ``--cpu-blocks`` blocks of the same model (per block, so the CPU figure is an extrapolation,
   stated as such in the line's name);
 - ``sliders``: slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the
-  device, next to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device;
+  device, next to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device,
+  and their ratio (``slider_*_reference_over_engine_*``);
 - ``eval``: evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
   writing the image cache) and warm (the memory-mapped uint8 cache), on the device and on the CPU.
 
@@ -232,6 +233,7 @@ def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> 
 
     ts = random_taskset("ViT-B-32", args.b32_tasks, args.blocks, shrink=args.shrink, device=device)
     T = ts.num_tasks
+    engine_ms: dict[str, float] = {}
     for where in (device, torch.device("cpu")) if device.type != "cpu" and not args.device_only else (device,):
         folder = Path(tempfile.mkdtemp(dir=tmp))
         eng = Engine(ts, cache=SVDCache(folder, memory_bytes=8 << 30), device=where)
@@ -249,13 +251,16 @@ def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> 
         print(f"slider_iso_cts_common_frac_{where.type}_ms: {1000 * t_iso:.1f}", flush=True)
         print(f"slider_alpha_{where.type}_ms: {1000 * t_alpha:.2f}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
+        if where == device:
+            engine_ms = {"tsv_m_k_frac": 1000 * t_tsv, "iso_cts_common_frac": 1000 * t_iso}
     on_device = TaskSet({k: v.to(device) for k, v in ts.base.items()},
                         {t: {k: v.to(device) for k, v in sd.items()} for t, sd in ts.finetuned.items()},
                         name="ref", validate=False)
     t_ref_tsv = timed(lambda: engine_bench.reference_tsv_m(on_device, 0.5 / T), device)
     t_ref_iso = timed(lambda: engine_bench.reference_iso_cts(on_device, 0.5), device)
-    print(f"reference_tsv_m_k_frac_{device.type}_ms: {1000 * t_ref_tsv:.1f}", flush=True)
-    print(f"reference_iso_cts_common_frac_{device.type}_ms: {1000 * t_ref_iso:.1f}", flush=True)
+    for move, t_ref in (("tsv_m_k_frac", t_ref_tsv), ("iso_cts_common_frac", t_ref_iso)):
+        print(f"reference_{move}_{device.type}_ms: {1000 * t_ref:.1f}", flush=True)
+        print(f"slider_{move}_reference_over_engine_{device.type}: {1000 * t_ref / engine_ms[move]:.1f}", flush=True)
 
 
 def bench_eval(args: argparse.Namespace, device: torch.device, tmp: Path) -> None:
