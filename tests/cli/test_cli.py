@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -32,7 +33,8 @@ def test_cache_build_then_merge_writes_the_engine_result(checkpoint_files, vit_s
     base_path, ft_paths = checkpoint_files
     common = ["--base", str(base_path), "--finetuned", *map(str, ft_paths), "--cache-dir", str(tmp_path / "c")]
     assert main(["cache", "build", *common]) == 0
-    assert "30/30 task matrices cached" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "30/30 task matrices cached" in printed and re.search(r"s on cpu: hashing .* s, SVDs [0-9.]+ s", printed)
     out = tmp_path / "merged.safetensors"
     assert main(["merge", *common, "--method", "tsv_m", "--param", "k_frac=0.25", "--alpha", "0.8",
                  "-o", str(out)]) == 0

@@ -105,8 +105,30 @@ def test_polar_factor_gram_route_equals_the_svd_route(shape):
 
 
 def test_polar_factor_takes_the_svd_route_for_ill_conditioned_input():
-    x = with_spectrum(60, 20, torch.logspace(0, -7, 20))  # condition 1e7: the Gram would lose float32 precision
+    x = with_spectrum(60, 20, torch.logspace(0, -6, 20))  # condition 1e6: the Gram's round-off would show
     assert torch.equal(linalg.polar_factor(x), linalg.polar_factor(x, use_gram=False))
+
+
+@pytest.mark.parametrize("shape", [(300, 200), (200, 200)])
+@pytest.mark.parametrize("kappa", [2e5, 3e5])
+def test_polar_factor_of_a_poorly_conditioned_matrix_is_exact_without_an_svd(shape, kappa, monkeypatch):
+    x = with_spectrum(*shape, torch.logspace(0, -torch.log10(torch.tensor(kappa)).item(), shape[1]))
+    P, _, Qh = torch.linalg.svd(x.double(), full_matrices=False)
+    exact = P @ Qh  # the polar factor of the float32 input, from a float64 SVD
+    monkeypatch.setattr(linalg, "exact_svd", lambda a: pytest.fail(f"SVD of {tuple(a.shape)} called"))
+    got = linalg.polar_factor(x)
+    assert float((got.double() - exact).abs().max()) <= 1e-5  # as test_polar_factor_gram_route_equals_the_svd_route
+    eye = torch.eye(shape[1], dtype=torch.float64)
+    assert float((got.double().mT @ got.double() - eye).abs().max()) <= linalg.default_rtol(shape[1], torch.float32)
+
+
+def test_polar_polish_reports_what_it_cannot_fix():
+    p = torch.eye(4, dtype=torch.float64)
+    p[0, 1] = 0.9  # far from orthonormal: two Newton–Schulz steps cannot reach float32 precision
+    assert not linalg._polish_polar(p.clone(), 1e-6)
+    q = torch.linalg.qr(torch.randn(6, 4, dtype=torch.float64))[0] * (1 + 1e-4)  # slightly scaled: two steps suffice
+    assert linalg._polish_polar(q, 1e-9)
+    torch.testing.assert_close(q.mT @ q, torch.eye(4, dtype=torch.float64), atol=1e-9, rtol=0)
 
 
 def full_rank_tasks(T: int, shape: tuple[int, int], seed: int) -> torch.Tensor:
