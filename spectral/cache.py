@@ -118,6 +118,10 @@ class SVDCache:
             with self._lock:
                 self._touched[key] = time.monotonic()
             note_write(self.root, sum(t.numel() * t.element_size() for t in tensors.values()))
+        if sum(f.numel() * f.element_size() for f in (U, S, V)) <= self.memory_bytes:
+            # build_cache on CUDA hands over views of a batch's pinned block: keeping one would keep the whole block
+            # page-locked for as long as the entry lives
+            U, S, V = (f.clone() if f.is_pinned() else f for f in (U, S, V))
         with self._lock:
             self._remember(key, (U, S, V))
 

@@ -197,6 +197,8 @@ def test_cuda_cache_build_subtracts_on_the_device_exactly(vit_state_dicts, tmp_p
     assert torch.equal(out.cpu(), ts.task_matrix(1, key))
     gpu = Engine(ts, cache_dir=tmp_path / "gpu", device="cuda", batch_bytes=1 << 16)
     assert gpu.build_cache() == len(ts.matrix_keys) * ts.num_tasks
+    # factors come back through pinned blocks; the memory tier keeps its own pageable copies
+    assert gpu.cache._memory and not any(f.is_pinned() for factors in gpu.cache._memory.values() for f in factors)
     for key in ts.matrix_keys:
         for t in range(ts.num_tasks):
             U, S, V = gpu.cache.get(ts.matrix_hash(t, key))
