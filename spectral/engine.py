@@ -325,7 +325,7 @@ class Engine:
         stats["total"] = clock() - started
         self.last_build_stats = dict(stats)
         if todo:
-            log.info("build_cache: %d SVDs in %.1f s (%s)", todo, stats["total"],
+            log.debug("build_cache: %d SVDs in %.1f s (%s)", todo, stats["total"],
                      ", ".join(f"{k} {v:.1f} s" for k, v in stats.items() if k != "total"))
         return todo
 
