@@ -12,7 +12,8 @@ Prints ``name: value`` lines (``#`` lines are comments), by part (``--only``):
   and the rate of plain writes into the same folder (``disk_write_gb_per_s``: the cache folder is ``$TMPDIR``), next
   to the CPU build of ``--cpu-blocks`` blocks of the same model (per block, so the CPU figure is an extrapolation,
   stated as such in the line's name);
-- ``sliders``: slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac, alpha) of the engine on the
+- ``sliders``: slider-move latency on ViT-B/32 × 8 (TSV-M k_frac, Iso-CTS common_frac steps from the default 0.8 and
+  its far move 0.8 → 0.2, alpha) of the engine on the
   device, next to the engine on the CPU and to the reference-style recomputation (every SVD redone) on the device,
   and their ratio (``slider_*_reference_over_engine_*``);
 - ``eval``: evaluation throughput (images/s) on generated 224-px JPEG folders: cold (decoding in DataLoader workers and
@@ -250,15 +251,19 @@ def bench_sliders(args: argparse.Namespace, device: torch.device, tmp: Path) -> 
         print(f"slider_tsv_m_k_frac_{where.type}_ms: {1000 * t_tsv:.1f}", flush=True)
         print(f"slider_iso_cts_common_frac_{where.type}_ms: {1000 * t_iso:.1f}", flush=True)
         print(f"slider_alpha_{where.type}_ms: {1000 * t_alpha:.2f}", flush=True)
+        # the far end of the slider, as bench/engine.py's goal line (0.8 → 0.2: s = 77 directions per task)
+        t_far = timed(lambda: eng.merge("iso_cts", common_frac=0.2), where)
+        print(f"slider_iso_cts_far_{where.type}_ms: {1000 * t_far:.1f}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
         if where == device:
-            engine_ms = {"tsv_m_k_frac": 1000 * t_tsv, "iso_cts_common_frac": 1000 * t_iso}
+            engine_ms = {"tsv_m_k_frac": 1000 * t_tsv, "iso_cts_common_frac": 1000 * t_iso, "iso_cts_far": 1000 * t_far}
     on_device = TaskSet({k: v.to(device) for k, v in ts.base.items()},
                         {t: {k: v.to(device) for k, v in sd.items()} for t, sd in ts.finetuned.items()},
                         name="ref", validate=False)
     t_ref_tsv = timed(lambda: engine_bench.reference_tsv_m(on_device, 0.5 / T), device)
     t_ref_iso = timed(lambda: engine_bench.reference_iso_cts(on_device, 0.5), device)
-    for move, t_ref in (("tsv_m_k_frac", t_ref_tsv), ("iso_cts_common_frac", t_ref_iso)):
+    t_ref_far = timed(lambda: engine_bench.reference_iso_cts(on_device, 0.2), device)
+    for move, t_ref in (("tsv_m_k_frac", t_ref_tsv), ("iso_cts_common_frac", t_ref_iso), ("iso_cts_far", t_ref_far)):
         print(f"reference_{move}_{device.type}_ms: {1000 * t_ref:.1f}", flush=True)
         print(f"slider_{move}_reference_over_engine_{device.type}: {1000 * t_ref / engine_ms[move]:.1f}", flush=True)
 

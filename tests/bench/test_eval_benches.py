@@ -32,7 +32,9 @@ def test_gpu_bench_merge_parts_run_on_cpu(capsys):
                  "vitl14x2_cache_build_cpu_extrapolated_s",
                  "slider_tsv_m_k_frac_cpu_ms", "slider_iso_cts_common_frac_cpu_ms", "slider_alpha_cpu_ms",
                  "reference_tsv_m_k_frac_cpu_ms", "reference_iso_cts_common_frac_cpu_ms",
-                 "slider_tsv_m_k_frac_reference_over_engine_cpu", "slider_iso_cts_common_frac_reference_over_engine_cpu"):
+                 "slider_tsv_m_k_frac_reference_over_engine_cpu",
+                 "slider_iso_cts_common_frac_reference_over_engine_cpu",
+                 "slider_iso_cts_far_cpu_ms", "slider_iso_cts_far_reference_over_engine_cpu"):
         assert float(figures[name]) >= 0
 
 
