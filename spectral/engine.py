@@ -14,8 +14,9 @@ import threading
 import time
 from collections import OrderedDict, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -255,11 +256,18 @@ class Engine:
         pending: deque[Future[None]] = deque()
         stats_lock = threading.Lock()
 
-        def write(h: str, factors: linalg.SVD, shape: tuple[int, int]) -> None:
+        @contextmanager
+        def phase(name: str) -> Iterator[None]:
             begun = clock()
-            self.cache.put(h, factors, shape=shape)
-            with stats_lock:
-                stats["write_thread_s"] += clock() - begun
+            try:
+                yield
+            finally:
+                with stats_lock:
+                    stats[name] += clock() - begun
+
+        def write(h: str, factors: linalg.SVD, shape: tuple[int, int]) -> None:
+            with phase("write_thread_s"):
+                self.cache.put(h, factors, shape=shape)
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="svd-cache-writer") as writer:
             def per_batch_of(shape: tuple[int, int]) -> int:
@@ -277,57 +285,52 @@ class Engine:
                     batch = items[start : start + per_batch]
                     dtypes = {ts.task_matrix_dtype(t, key) for t, key, _ in batch}
                     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float64
-                    begun = clock()
-                    if on_cuda:
-                        matrices = torch.empty((len(batch), *shape), dtype=dtype, device=self.device)
-                        bases: dict[str, Tensor] = {}
-                        for i, (t, key, _) in enumerate(batch):
-                            if key not in bases:
-                                bases[key] = ts.base[key].to(self.device)
-                            ts.task_matrix_into(t, key, matrices[i], base=bases[key])
-                        del bases
-                        torch.cuda.synchronize(self.device)
-                    else:
-                        nbytes = len(batch) * shape[0] * shape[1] * dtype.itemsize
-                        if staging.numel() < nbytes:
-                            del staging
-                            staging = torch.empty(nbytes, dtype=torch.uint8)
-                        matrices = staging[:nbytes].view(dtype).view(len(batch), *shape)
-                        for i, (t, key, _) in enumerate(batch):
-                            ts.task_matrix_into(t, key, matrices[i])
-                    release_mapped_pages_often()
-                    stats["fill"] += clock() - begun
-                    begun = clock()
-                    U, S, V = linalg.thin_svd(matrices)
-                    if on_cuda:
-                        torch.cuda.synchronize(self.device)
-                    stats["svd"] += clock() - begun
-                    begun = clock()
-                    if on_cuda:  # into pinned blocks that torch's host allocator hands back once written to disk
-                        U, S, V = (torch.empty(f.shape, dtype=f.dtype, pin_memory=True).copy_(f, non_blocking=True)
-                                   for f in (U, S, V))
-                        torch.cuda.synchronize(self.device)
-                    del matrices
-                    stats["to_host"] += clock() - begun
+                    with phase("fill"):
+                        if on_cuda:
+                            matrices = torch.empty((len(batch), *shape), dtype=dtype, device=self.device)
+                            bases: dict[str, Tensor] = {}
+                            for i, (t, key, _) in enumerate(batch):
+                                if key not in bases:
+                                    bases[key] = ts.base[key].to(self.device)
+                                ts.task_matrix_into(t, key, matrices[i], base=bases[key])
+                            del bases
+                            torch.cuda.synchronize(self.device)
+                        else:
+                            nbytes = len(batch) * shape[0] * shape[1] * dtype.itemsize
+                            if staging.numel() < nbytes:
+                                del staging
+                                staging = torch.empty(nbytes, dtype=torch.uint8)
+                            matrices = staging[:nbytes].view(dtype).view(len(batch), *shape)
+                            for i, (t, key, _) in enumerate(batch):
+                                ts.task_matrix_into(t, key, matrices[i])
+                        release_mapped_pages_often()
+                    with phase("svd"):
+                        U, S, V = linalg.thin_svd(matrices)
+                        if on_cuda:
+                            torch.cuda.synchronize(self.device)
+                    with phase("to_host"):
+                        if on_cuda:  # into pinned blocks that torch's host allocator hands back once written to disk
+                            U, S, V = (torch.empty(f.shape, dtype=f.dtype, pin_memory=True).copy_(f, non_blocking=True)
+                                       for f in (U, S, V))
+                            torch.cuda.synchronize(self.device)
+                        del matrices
                     # bounded: factors waiting for the disk never hold more than ~3 batches of memory
-                    begun = clock()
-                    while len(pending) > 3 * per_batch:
-                        pending.popleft().result()
-                    stats["wait_for_writers"] += clock() - begun
+                    with phase("wait_for_writers"):
+                        while len(pending) > 3 * per_batch:
+                            pending.popleft().result()
                     for i, (_, _, h) in enumerate(batch):
                         pending.append(writer.submit(write, h, (U[i], S[i], V[i]), shape))
                     done += len(batch)
                     progress(done, todo, f"SVD {shape[0]}×{shape[1]}: {done}/{todo}")
             del staging
-            begun = clock()
-            while pending:
-                pending.popleft().result()
-            stats["wait_for_writers"] += clock() - begun
+            with phase("wait_for_writers"):
+                while pending:
+                    pending.popleft().result()
         stats["total"] = clock() - started
         self.last_build_stats = dict(stats)
         if todo:
             log.debug("build_cache: %d SVDs in %.1f s (%s)", todo, stats["total"],
-                     ", ".join(f"{k} {v:.1f} s" for k, v in stats.items() if k != "total"))
+                      ", ".join(f"{k} {v:.1f} s" for k, v in stats.items() if k != "total"))
         return todo
 
     def layer(self, key: str) -> CachedLayer:
