@@ -27,6 +27,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -70,11 +71,12 @@ def make_taskset(blocks: int, tasks: int, rank: int, full_rank: bool, seed: int 
 
 
 class DenseLapackTimer:
-    """Seconds spent inside ``torch.linalg.eigh`` and ``torch.linalg.svd`` while active (spectral.linalg looks them
-    up at call time, so wrapping the module attributes sees every call the engine makes)."""
+    """Wall-clock seconds during which at least one ``torch.linalg.eigh`` or ``torch.linalg.svd`` call runs while
+    active (spectral.linalg looks them up at call time, so wrapping the module attributes sees every call the engine
+    makes). Calls that overlap on the engine's worker threads (:func:`spectral.linalg.map_tasks`) count once."""
 
     def __enter__(self) -> "DenseLapackTimer":
-        self.seconds, self.calls, self._saved = 0.0, 0, {}
+        self.calls, self._saved, self._spans, self._lock = 0, {}, [], threading.Lock()
         for name in ("eigh", "svd"):
             original = getattr(torch.linalg, name)
             self._saved[name] = original
@@ -84,8 +86,9 @@ class DenseLapackTimer:
                 try:
                     return _original(*args, **kwargs)
                 finally:
-                    self.seconds += time.perf_counter() - start
-                    self.calls += 1
+                    with self._lock:
+                        self._spans.append((start, time.perf_counter()))
+                        self.calls += 1
 
             setattr(torch.linalg, name, timed_call)
         return self
@@ -93,6 +96,14 @@ class DenseLapackTimer:
     def __exit__(self, *exc: object) -> None:
         for name, original in self._saved.items():
             setattr(torch.linalg, name, original)
+
+    @property
+    def seconds(self) -> float:
+        total, covered_until = 0.0, float("-inf")
+        for start, end in sorted(self._spans):
+            total += max(0.0, end - max(start, covered_until))
+            covered_until = max(covered_until, end)
+        return total
 
 
 def timed(fn, repeat: int = 1) -> float:

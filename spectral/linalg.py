@@ -7,7 +7,9 @@ returned as ``(U, S, V)`` with ``U: (..., m, r)``, ``S: (..., r)`` descending, `
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, TypeVar
 
 import torch
 from torch import Tensor
@@ -15,6 +17,8 @@ from torch import Tensor
 from spectral.errors import ShapeMismatchError
 
 SVD = tuple[Tensor, Tensor, Tensor]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,34 @@ USE_GRAM = True
 #: 4e-8 of σ₁ of a float64 SVD; gesvd 133 ms, 1.7e-5; torch's default driver (gesvdj) 58.5 ms, 1.6e-4, far from
 #: float32 precision, which is why no route here uses it. The CPU always uses LAPACK's SVD.
 CUDA_SVD_ROUTE = "gram"
+
+
+#: Most worker threads :func:`map_tasks` uses on the CPU (each runs torch single-threaded); 1 turns the split off
+TASK_THREADS = 8
+
+_task_pools: dict[int, ThreadPoolExecutor] = {}
+_task_pools_lock = threading.Lock()
+
+
+def map_tasks(fn: Callable[[_T], _R], items: Iterable[_T], *, device: torch.device | str = "cpu") -> list[_R]:
+    """``[fn(x) for x in items]``, with independent per-task work shared out over the CPU's threads.
+
+    LAPACK's eigh and SVD use two cores poorly at the sizes of one layer (a float64 768×768 eigh: 71 ms on one
+    core, 41 ms on two, where a matrix product is twice as fast on two), so on the CPU the items run side by side
+    on up to ``torch.get_num_threads()`` workers that each run torch single-threaded: two 768×768 eighs then take
+    35 ms each instead of 41. The calling thread keeps its own thread count. On other devices, with one thread,
+    or with one item, ``fn`` runs in the caller. ``fn`` must not call :func:`map_tasks` itself.
+    """
+    items = list(items)
+    workers = min(torch.get_num_threads(), TASK_THREADS, len(items))
+    if torch.device(device).type != "cpu" or workers < 2:
+        return [fn(x) for x in items]
+    with _task_pools_lock:
+        pool = _task_pools.get(workers)
+        if pool is None:
+            pool = _task_pools[workers] = ThreadPoolExecutor(
+                workers, thread_name_prefix="spectral-task", initializer=torch.set_num_threads, initargs=(1,))
+    return list(pool.map(fn, items))
 
 
 def exact_svd(x: Tensor) -> SVD:

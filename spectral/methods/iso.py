@@ -91,7 +91,8 @@ def task_specific_directions(
 
     Either way the top-s triplets come from the eigenpairs of a float64 Gram (block Krylov when s is small,
     else ``eigh``) that pass a residual test (:func:`spectral.linalg.top_gram_eigenpairs`); where they do not, the
-    full SVD of C_t decides. Exact to float32 precision.
+    full SVD of C_t decides. Exact to float32 precision. The tasks are independent: on the CPU they run side by
+    side on single-threaded workers (:func:`spectral.linalg.map_tasks`).
     """
     A, S, B = layer.task_svd()
     m, n = layer.shape
@@ -100,8 +101,8 @@ def task_specific_directions(
     if U_rest is None and linalg.USE_GRAM:
         grams = layer.derived("iso_cts_residual_grams", lambda: residual_grams(layer))
     k = U_common.shape[1]
-    U_parts, S_parts, V_parts = [], [], []
-    for t in range(layer.num_tasks):
+
+    def one_task(t: int) -> tuple[Tensor, Tensor, Tensor]:
         rho = linalg.numerical_rank(S[t], (m, n))
         left = A[t, :, :rho] * S[t, :rho]
         found = None
@@ -124,9 +125,9 @@ def task_specific_directions(
         else:
             left = left - U_common @ (U_common.mT @ left)
             (P, D, Q), _ = linalg.top_singular_triplets(left, s, rank_rtol=rank_rtol)
-        U_parts.append(P)
-        S_parts.append(D)
-        V_parts.append(B[t, :, :rho] @ Q)
+        return P, D, B[t, :, :rho] @ Q
+
+    U_parts, S_parts, V_parts = zip(*linalg.map_tasks(one_task, range(layer.num_tasks), device=A.device))
     return torch.cat(U_parts, 1), torch.cat(S_parts), torch.cat(V_parts, 1)
 
 

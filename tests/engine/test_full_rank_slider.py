@@ -39,3 +39,13 @@ def test_slider_move_on_full_rank_layers_is_exact(full_rank_engine, method, para
         expected = ref(tm, min(tm.shape[1:]))
         assert rel_err(delta.slope[key], expected) <= 3 * rel_err(plain.slope[key], expected) + 1e-6, key
         assert rel_err(delta.slope[key], plain.slope[key]) <= 1e-4, key
+
+
+def test_iso_cts_tasks_shared_out_over_threads_equal_the_serial_loop(full_rank_engine, monkeypatch):
+    engine, ts = full_rank_engine, full_rank_engine.taskset
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the split runs whatever this machine's core count
+    threaded, _ = engine.merged_delta("iso_cts", alpha=1.0, common_frac=0.3)
+    monkeypatch.setattr(linalg, "TASK_THREADS", 1)
+    serial, _ = Engine(ts, cache=engine.cache, device="cpu").merged_delta("iso_cts", alpha=1.0, common_frac=0.3)
+    for key in ts.matrix_keys:
+        assert rel_err(threaded.slope[key], serial.slope[key]) <= 1e-5, key

@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 import torch
 
@@ -141,3 +143,45 @@ def test_thin_svd_on_cuda_agrees_with_the_float64_svd(shape):
     A = torch.randn(2, *shape) * 1e-3
     s_err, r_err, orth = _float64_svd_error(A, tuple(f.cpu() for f in linalg.thin_svd(A.cuda())))
     assert s_err < 1e-6 and r_err < 1e-5 and orth < 1e-5
+
+
+def test_map_tasks_keeps_order_and_runs_workers_single_threaded(monkeypatch):
+    threads_of_this_thread = torch.get_num_threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI machine, whatever this one has
+    seen = []
+
+    def work(i):
+        seen.append((threading.current_thread().name, threads_of_this_thread()))
+        return i * i
+
+    assert linalg.map_tasks(work, range(7)) == [i * i for i in range(7)]
+    assert all(name.startswith("spectral-task") for name, _ in seen)
+    assert {threads for _, threads in seen} == {1}
+
+
+def test_map_tasks_runs_in_the_caller_where_there_is_nothing_to_share(monkeypatch):
+    caller = threading.current_thread().name
+
+    def where(_):
+        return threading.current_thread().name
+
+    assert linalg.map_tasks(where, [0]) == [caller]  # one item
+    assert linalg.map_tasks(where, [0, 1], device="meta") == [caller] * 2  # not the CPU
+    monkeypatch.setattr(linalg, "TASK_THREADS", 1)
+    assert linalg.map_tasks(where, [0, 1]) == [caller] * 2  # switched off
+
+
+def test_map_tasks_passes_errors_on_and_leaves_the_callers_threads_alone(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+
+    def fail_on_three(i):
+        if i == 3:
+            raise ValueError("task 3 failed")
+        return i
+
+    with pytest.raises(ValueError, match="task 3 failed"):
+        linalg.map_tasks(fail_on_three, range(5))
+    monkeypatch.undo()
+    before = torch.get_num_threads()
+    linalg.map_tasks(lambda i: torch.linalg.eigh(torch.eye(4) * i), range(4))
+    assert torch.get_num_threads() == before
