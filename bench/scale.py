@@ -68,9 +68,9 @@ def make_pool(root: Path, tasks: int, architecture: str = "ViT-B-32"):  # noqa: 
 
     from spectral.checkpoints import architecture as arch
     from spectral.data.folders import clip_preprocess, open_folder_dataset
-    from spectral.pool import ModelPool, add_visual_prefix
+    from spectral.pool import ImagePool, ModelPool, add_visual_prefix
 
-    class ScalePool(ModelPool):
+    class ScalePool(ImagePool):
         def __init__(self) -> None:
             self.name = f"scale-{architecture}-{tasks}"
             self.architecture = architecture

@@ -1,12 +1,18 @@
-"""A model pool: one pre-trained CLIP, T fine-tuned image towers, their heads and their data.
+"""A model pool: one pre-trained body, T fine-tuned bodies, their per-task heads, data and metrics.
 
-This is the seam between where checkpoints come from (the demo zoo, or the papers' checkpoints on disk) and
-everything that uses them (TaskSet/engine, evaluation, the dashboard, the CLI). Both the demo zoo and the
-real-checkpoint loaders return a :class:`ModelPool`; nothing downstream knows which it got.
+This is the seam between where checkpoints come from (the demo zoos, the papers' checkpoints on disk, Hugging Face
+model folders) and everything that uses them (TaskSet/engine, evaluation, the dashboard, the CLI). Every loader
+returns a :class:`ModelPool`; nothing downstream knows which it got.
 
-Canonical parameter names are those of open_clip's ``CLIP.state_dict()`` for the image tower, i.e. prefixed
-``visual.`` (``visual.transformer.resblocks.0.attn.in_proj_weight``, ``visual.proj``, ...). Loaders rename
-other layouts (task_vectors' ``model.visual.…``, HF CLIPVisionModel) into these.
+A pool has a *family* that says how its models are evaluated; the family is a property of the pool, not a branch
+in every module:
+
+- ``"clip"`` (:class:`ImagePool`): CLIP image towers; canonical parameter names are those of open_clip's
+  ``CLIP.state_dict()`` for the image tower, prefixed ``visual.``; heads are class-name embeddings; image data;
+  accuracy.
+- ``"lm"`` (:class:`spectral.checkpoints.hf_pool.HFPool`): Hugging Face language models; canonical names are the
+  bare base model's own keys, every 2-D weight out × in; heads are each fine-tune's own (``score``,
+  ``classifier.*``); text data; Matthews correlation or accuracy.
 """
 from __future__ import annotations
 
@@ -15,23 +21,35 @@ import importlib
 import logging
 import os
 import threading
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+if TYPE_CHECKING:
+    from spectral.taskset import MatrixFilter
+
 Split = Literal["train", "val", "test"]
+Progress = Callable[[int, int, str], None]
 
 log = logging.getLogger(__name__)
 
+#: the metrics a task can be scored with (``metric(task)``); both are "higher is better", normalised scores divide
+#: by the fine-tuned model's score as the papers do
+METRICS = ("accuracy", "mcc")
+
 
 class ModelPool(abc.ABC):
-    """Abstract pool of models. Implementations load lazily and may cache what they read."""
+    """Abstract pool of models: a shared body, per-task bodies, heads, data and metric. Implementations load
+    lazily and may cache what they read. Subclass :class:`ImagePool` for CLIP image towers; language models
+    live in :class:`spectral.checkpoints.hf_pool.HFPool`."""
 
+    #: how the pool's models are evaluated: "clip" or "lm"
+    family: ClassVar[str] = ""
     #: human-readable, unique name (used in cache keys and the results store), e.g. "zoo-8" or a YAML path
     name: str
-    #: open_clip model name the image tower is built from (e.g. "ViT-B-32" or the zoo's registered config)
+    #: the model the body is built from (open_clip model name, or a Hugging Face ``model_type`` such as "gpt2")
     architecture: str
     #: task names in merge order
     task_names: list[str]
@@ -42,11 +60,72 @@ class ModelPool(abc.ABC):
 
     @abc.abstractmethod
     def base_state_dict(self) -> dict[str, Tensor]:
-        """Pre-trained image tower, canonical ``visual.*`` keys, on CPU."""
+        """Pre-trained body, canonical keys, on CPU (tensors may be memory-mapped)."""
 
     @abc.abstractmethod
     def finetuned_state_dict(self, task: str) -> dict[str, Tensor]:
-        """Fine-tuned image tower of one task, same keys and shapes as :meth:`base_state_dict`."""
+        """Fine-tuned body of one task, same keys and shapes as :meth:`base_state_dict` (task heads excluded)."""
+
+    @abc.abstractmethod
+    def dataset(self, task: str, split: Split) -> Any:
+        """The task's examples of ``split`` (its length is the number of examples)."""
+
+    @abc.abstractmethod
+    def task_scores(
+        self,
+        state_dict: Mapping[str, Tensor],
+        *,
+        tasks: Sequence[str] | None = None,
+        split: str = "test",
+        device: str | torch.device = "auto",
+        batch_size: int = 1024,
+        progress: Progress | None = None,
+        subsample: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        image_cache: bool = True,
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """(score per task, number of examples it rests on) of a canonical body state dict, each task scored with
+        its own head and :meth:`metric`, on ``split`` or a stratified ``subsample`` of it. Streamed."""
+
+    @abc.abstractmethod
+    def head_fingerprint(self, task: str) -> str:
+        """A content hash of the task's head (part of the pool's results-store key)."""
+
+    @abc.abstractmethod
+    def task_forward(self, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,
+                     logit_scale: float | None = None) -> Any:
+        """The family's differentiable per-task forward for test-time adaptation
+        (:class:`spectral.adapt.forward.TaskForward`), built over the base body ``base``."""
+
+    def metric(self, task: str) -> str:
+        """The metric the task is scored with (one of :data:`METRICS`)."""
+        return "accuracy"
+
+    def matrix_filters(self) -> dict[str, "MatrixFilter"]:
+        """The rules for which body parameters are merged as matrices, by name: ``"default"`` (the papers' rule for
+        this family) and ``"attn_mlp"`` (attention and MLP weights only, what AdaRank's code masks)."""
+        from spectral.taskset import MATRIX_FILTERS
+
+        return dict(MATRIX_FILTERS)
+
+    def class_names(self, task: str) -> list[str]:
+        """Class names of a task, when known (for tables and confusion plots)."""
+        return [str(i) for i in range(self.num_classes(task))]
+
+    def num_classes(self, task: str) -> int:
+        """Number of classes of a task."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "family": self.family, "architecture": self.architecture,
+                "tasks": list(self.task_names), "metrics": {t: self.metric(t) for t in self.task_names}}
+
+
+class ImagePool(ModelPool):
+    """The CLIP family: open_clip image towers (canonical ``visual.*`` keys), frozen zero-shot heads of class-name
+    embeddings, image data sets, accuracy."""
+
+    family: ClassVar[str] = "clip"
 
     @abc.abstractmethod
     def head(self, task: str) -> Tensor:
@@ -62,12 +141,39 @@ class ModelPool(abc.ABC):
         """A fresh image tower (``open_clip`` VisionTransformer) whose ``state_dict()`` keys, prefixed with
         ``visual.``, are those of :meth:`base_state_dict`; weights unspecified until loaded."""
 
-    def class_names(self, task: str) -> list[str]:
-        """Class names of a task, when known (for tables and confusion plots)."""
-        return [str(i) for i in range(self.head(task).shape[0])]
+    def num_classes(self, task: str) -> int:
+        return int(self.head(task).shape[0])
 
-    def describe(self) -> dict[str, object]:
-        return {"name": self.name, "architecture": self.architecture, "tasks": list(self.task_names)}
+    def task_forward(self, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,
+                     logit_scale: float | None = None) -> Any:
+        from spectral.adapt.forward import ImageForward
+
+        return ImageForward(self, base, device, seed=seed, logit_scale=logit_scale)
+
+    def head_fingerprint(self, task: str) -> str:
+        from spectral.taskset import content_hash
+
+        return content_hash(self.head(task))
+
+    def task_scores(
+        self,
+        state_dict: Mapping[str, Tensor],
+        *,
+        tasks: Sequence[str] | None = None,
+        split: str = "test",
+        device: str | torch.device = "auto",
+        batch_size: int = 1024,
+        progress: Progress | None = None,
+        subsample: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        image_cache: bool = True,
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """Accuracy per task of an image-tower state dict, images streamed (:mod:`spectral.eval.stream`)."""
+        from spectral.eval.stream import streamed_accuracies
+
+        return streamed_accuracies(self, state_dict, tasks=tasks, split=split, device=device, batch_size=batch_size,
+                                   progress=progress, subsample=subsample, cache_dir=cache_dir,
+                                   image_cache_on=image_cache)
 
 
 def strip_visual_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -80,7 +186,7 @@ def add_visual_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k if k.startswith("visual.") else f"visual.{k}": v for k, v in state_dict.items()}
 
 
-def load_image_encoder(pool: ModelPool, state_dict: dict[str, Tensor], device: torch.device | str = "cpu") -> nn.Module:
+def load_image_encoder(pool: ImagePool, state_dict: dict[str, Tensor], device: torch.device | str = "cpu") -> nn.Module:
     """Build the pool's image tower and load a (merged) canonical state dict into it, strictly."""
     encoder = pool.build_image_encoder()
     encoder.load_state_dict(strip_visual_prefix(state_dict), strict=True)

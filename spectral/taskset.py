@@ -48,17 +48,37 @@ def attn_mlp_filter(key: str, tensor: Tensor) -> bool:
 MATRIX_FILTERS: dict[str, MatrixFilter] = {"default": default_matrix_filter, "attn_mlp": attn_mlp_filter}
 
 
+# Short names of the matrices of each family's block, most specific first: open_clip's image tower, GPT-2
+# (Conv1D names), BERT/RoBERTa, and the Llama-like decoders.
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("attn.in_proj", "in_proj"), ("attn.out_proj", "out_proj"), ("attn.c_attn", "c_attn"),
+    ("attn.c_proj", "attn.c_proj"), ("mlp.c_fc", "c_fc"), ("mlp.c_proj", "c_proj"),
+    ("attention.self.query", "query"), ("attention.self.key", "key"), ("attention.self.value", "value"),
+    ("attention.output.dense", "attn_out"), ("intermediate.dense", "fc_in"), ("output.dense", "fc_out"),
+    ("self_attn.q_proj", "q_proj"), ("self_attn.k_proj", "k_proj"), ("self_attn.v_proj", "v_proj"),
+    ("self_attn.o_proj", "o_proj"), ("mlp.gate_proj", "gate_proj"), ("mlp.up_proj", "up_proj"),
+    ("mlp.down_proj", "down_proj"),
+)
+_BLOCK = re.compile(r"(?:^|\.)(?:resblocks|h|layer|layers|blocks)\.(\d+)\.")
+
+
 def layer_kind(key: str) -> str:
-    """Short kind of a parameter for plots: 'in_proj', 'out_proj', 'c_fc', 'c_proj', or the last name part."""
-    for kind in ("in_proj", "out_proj", "c_fc", "c_proj"):
-        if kind in key:
+    """Short kind of a parameter for plots: 'in_proj', 'out_proj', 'c_fc', 'c_proj' for CLIP; 'c_attn',
+    'attn.c_proj' for GPT-2; 'query', …, 'fc_out' for BERT/RoBERTa; 'q_proj', …, 'down_proj' for Llama-like
+    decoders; otherwise the module name before ``.weight`` (``wte``, ``word_embeddings``) or the last name part."""
+    for part, kind in _KINDS:
+        if part in key:
             return kind
-    return key.rsplit(".", 1)[-1]
+    parts = key.split(".")
+    if len(parts) > 1 and parts[-1] in ("weight", "bias"):
+        return parts[-2]
+    return parts[-1]
 
 
 def block_index(key: str) -> int | None:
-    """Transformer block number of a key (``...resblocks.7...`` → 7), None outside the blocks."""
-    match = re.search(r"resblocks\.(\d+)\.", key)
+    """Transformer block number of a key (``...resblocks.7...``, ``h.7.``, ``layer.7.``, ``layers.7.`` → 7),
+    None outside the blocks."""
+    match = _BLOCK.search(key)
     return int(match.group(1)) if match else None
 
 
@@ -103,7 +123,16 @@ class TaskSet:
 
     @classmethod
     def from_pool(cls, pool: object, **kwargs: object) -> "TaskSet":
-        """TaskSet of a :class:`spectral.pool.ModelPool` (base and fine-tuned image towers)."""
+        """TaskSet of a :class:`spectral.pool.ModelPool` (base and fine-tuned bodies). A ``matrix_filter`` given
+        by name is the pool's rule of that name (:meth:`ModelPool.matrix_filters`), so "default" means the papers'
+        rule for the pool's family."""
+        filters = getattr(pool, "matrix_filters", None)
+        chosen = kwargs.get("matrix_filter", "default")
+        if isinstance(chosen, str) and callable(filters):
+            rules = filters()
+            if chosen not in rules:
+                raise ValueError(f"unknown matrix filter {chosen!r} for this pool; choose from {sorted(rules)}")
+            kwargs["matrix_filter"] = rules[chosen]
         base = pool.base_state_dict()  # type: ignore[attr-defined]
         finetuned = {t: pool.finetuned_state_dict(t) for t in pool.task_names}  # type: ignore[attr-defined]
         kwargs.setdefault("name", getattr(pool, "name", ""))

@@ -35,13 +35,13 @@ from spectral.adapt.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from spectral.adapt.data import UnlabelledImages, classify, pool_logit_scale, softmax_entropy
+from spectral.adapt.data import pool_logit_scale, softmax_entropy
+from spectral.adapt.forward import TaskForward
 from spectral.adapt.merge import BASES, LAMBDA_MODES, AdaptiveMerge, kept_rank
 from spectral.adapt.ste import DEFAULT_LOGIT_INIT, DEFAULT_TEMPERATURE
 from spectral.cache import default_cache_dir
 from spectral.adapt.errors import AdaptError
 from spectral.errors import ParameterError
-from spectral.pool import load_image_encoder
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,9 @@ class Adaptation:
             )
         self.task_names: list[str] = list(ts.task_names)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.logit_scale = float(logit_scale) if logit_scale is not None else pool_logit_scale(pool)
+        # the CLIP family's heads are read with a logit scale (the run id depends on it); other families have none
+        self.logit_scale = (float(logit_scale) if logit_scale is not None
+                            else pool_logit_scale(pool) if getattr(pool, "family", "clip") == "clip" else 1.0)
         self.run_id = self._run_id()
         self.checkpoint_path = self.cache_dir / "adapt" / f"{self.run_id}.safetensors"
         self.step = 0
@@ -237,10 +239,7 @@ class Adaptation:
         self._lock = threading.RLock()
         self._merge: AdaptiveMerge | None = None
         self._optimizer: torch.optim.Optimizer | None = None
-        self._encoder: torch.nn.Module | None = None
-        self._heads: list[Tensor] = []
-        self._data: list[UnlabelledImages] = []
-        self._module_keys: dict[str, str] = {}
+        self._forward: TaskForward | None = None
 
     # -- identity -----------------------------------------------------------------------------------------
     def _run_id(self) -> str:
@@ -293,16 +292,8 @@ class Adaptation:
             raise ParameterError(f"{cfg.label}: nothing to learn (no masked layer and λ frozen)")
         self._optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas, weight_decay=0.0)
         device = merge.device
-        encoder = load_image_encoder(self.pool, dict(self.engine.taskset.base), device=device)
-        for p in encoder.parameters():
-            p.requires_grad_(False)
-        self._encoder = encoder
-        self._module_keys = {k: k[len("visual."):] if k.startswith("visual.") else k for k in merge.keys}
-        # copies: a pool may have loaded its heads under torch.inference_mode (e.g. during an evaluation)
-        self._heads = [self.pool.head(t).to(device, torch.float32).clone() for t in self.task_names]
-        self._data = [
-            UnlabelledImages(self.pool.dataset(t, "test"), t, seed=cfg.seed) for t in self.task_names
-        ]
+        self._forward = self.pool.task_forward(dict(self.engine.taskset.base), device, seed=cfg.seed,
+                                               logit_scale=self.logit_scale)
         self._merge = merge
         try:
             if self.checkpoint_path.is_file():
@@ -333,26 +324,17 @@ class Adaptation:
         return self._merge
 
     # -- forward ------------------------------------------------------------------------------------------
-    def _features(self, params: Mapping[str, Tensor], images: Tensor) -> Tensor:
-        assert self._encoder is not None
-        module_params = {self._module_keys[k]: v for k, v in params.items()}
-        return functional_call(self._encoder, module_params, (images.to(self.merge.device, torch.float32),))
-
-    def _task_entropies(self, params: Mapping[str, Tensor], batches: list[Tensor]) -> list[Tensor]:
-        """Mean entropy per task of one forward pass over every task's images at once."""
-        features = self._features(params, torch.cat(batches))
-        out, start = [], 0
-        for t, batch in enumerate(batches):
-            logits = classify(features[start : start + len(batch)], self._heads[t], self.logit_scale)
-            out.append(softmax_entropy(logits).mean())
-            start += len(batch)
-        return out
+    def _task_entropies(self, params: Mapping[str, Tensor], batches: list[Any]) -> list[Tensor]:
+        """Mean entropy per task of the merged model's predictions on each task's unlabelled batch."""
+        assert self._forward is not None
+        return [softmax_entropy(logits).mean() for logits in self._forward.logits(params, batches)]
 
     def _selection_entropy(self) -> float:
         """Σ_tasks mean entropy on the fixed unlabelled selection images (no labels, no gradient)."""
         with torch.no_grad():
             params = self.merge.merged_parameters()
-            batches = [d.fixed(self.config.select_images) for d in self._data]
+            assert self._forward is not None
+            batches = [self._forward.fixed(t, self.config.select_images) for t in range(len(self.task_names))]
             return float(sum(h.item() for h in self._task_entropies(params, batches)))
 
     def _test_accuracy(self) -> list[float]:
@@ -361,17 +343,13 @@ class Adaptation:
         limit = self.config.eval_images
         with torch.no_grad():
             params = self.merge.merged_parameters()
-            for t, task in enumerate(self.task_names):
-                dataset = self.pool.dataset(task, "test")
-                n = len(dataset) if limit is None else min(limit, len(dataset))
-                correct = 0
-                for start in range(0, n, 256):
-                    items = [dataset[i] for i in range(start, min(n, start + 256))]
-                    images = torch.stack([torch.as_tensor(x[0]) for x in items])
-                    labels = torch.tensor([int(x[1]) for x in items])
-                    feats = self._features(params, images)
-                    pred = classify(feats, self._heads[t], self.logit_scale).argmax(-1).cpu()
-                    correct += int((pred == labels).sum())
+            assert self._forward is not None
+            for t in range(len(self.task_names)):
+                correct = n = 0
+                for inputs, labels in self._forward.labelled(t, limit):
+                    pred = self._forward.task_logits(params, t, inputs)
+                    correct += int((pred.argmax(-1).cpu() == labels).sum())
+                    n += int(labels.numel())
                 accs.append(correct / max(n, 1))
         return accs
 
@@ -412,7 +390,7 @@ class Adaptation:
                     break
                 started = time.perf_counter()
                 step = self.step
-                batches = [d.batch(step, cfg.batch_size) for d in self._data]
+                batches = [self._forward.batch(t, step, cfg.batch_size) for t in range(len(self.task_names))]
                 opt.zero_grad(set_to_none=True)
                 params = merge.merged_parameters()
                 entropies = self._task_entropies(params, batches)

@@ -50,7 +50,7 @@ from spectral.checkpoints.formats import LoadedCheckpoint, load_checkpoint
 from spectral.checkpoints.headfiles import load_head, normalise_rows
 from spectral.checkpoints.keymap import LazyStateDict, shape_of
 from spectral.data.templates import ALL_DATASETS, canonical_dataset_name
-from spectral.pool import ModelPool, Split
+from spectral.pool import ImagePool, ModelPool, Split
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def discover_pool(directory: str | os.PathLike[str], *, model: str | None = None
 
 # --- the pool --------------------------------------------------------------------------------------------------
 
-class CheckpointPool(ModelPool):
+class CheckpointPool(ImagePool):
     """Base and fine-tuned image towers read from checkpoint files, with heads and local data.
 
     Loading is lazy: nothing is read until asked for, tensors stay memory-mapped where the format allows, and

@@ -74,13 +74,11 @@ def task_accuracies(
     cache_dir: str | Path | None = None,
     image_cache: bool = True,
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """(accuracy per task, number of images per task) of a canonical image-tower state dict on ``split`` (or a
-    stratified ``subsample`` of each task's split), streamed: see :func:`spectral.eval.stream.streamed_accuracies`."""
-    from spectral.eval.stream import streamed_accuracies
-
-    return streamed_accuracies(pool, state_dict, tasks=tasks, split=split, device=device, batch_size=batch_size,
-                               progress=progress, subsample=subsample, cache_dir=cache_dir,
-                               image_cache_on=image_cache)
+    """(score per task, number of examples per task) of a canonical body state dict on ``split`` (or a stratified
+    ``subsample`` of each task's split), streamed by the pool's family (:meth:`ModelPool.task_scores`): accuracy of
+    an image tower, Matthews correlation or accuracy of a language model."""
+    return pool.task_scores(state_dict, tasks=tasks, split=split, device=device, batch_size=batch_size,
+                            progress=progress, subsample=subsample, cache_dir=cache_dir, image_cache=image_cache)
 
 
 def task_accuracies_in_memory(

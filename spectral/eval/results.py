@@ -112,7 +112,7 @@ def pool_fingerprint(pool: Any) -> str:
         for key in sorted(ft):
             h.update(f"{task}/{key}".encode())
             h.update(content_hash(ft[key]).encode())
-        h.update(content_hash(pool.head(task)).encode())
+        h.update(pool.head_fingerprint(task).encode())
         for split in ("val", "test"):
             try:
                 h.update(f"{task}/{split}/{len(pool.dataset(task, split))}".encode())

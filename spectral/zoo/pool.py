@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from spectral.pool import ModelPool, Split
+from spectral.pool import ImagePool, ModelPool, Split
 from spectral.zoo.build import ZooConfig, ZooError, build_zoo, load_clip, read_manifest, train_split, zoo_root
 from spectral.zoo.model import ModelSpec, create_clip, get_tokenizer, preprocess
 
@@ -41,7 +41,7 @@ class ImageTensorDataset(Dataset):
         return preprocess(self.images), self.labels
 
 
-class ZooPool(ModelPool):
+class ZooPool(ImagePool):
     """The first tasks of a built zoo (``root`` is its folder, see :mod:`spectral.zoo.build`)."""
 
     def __init__(self, root: str | Path, tasks: Sequence[str] | None = None, *, num_tasks: int | None = None) -> None:

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from open_clip.transformer import VisionTransformer
 
 from spectral.engine import Engine
-from spectral.pool import ModelPool, add_visual_prefix
+from spectral.pool import ImagePool, ModelPool, add_visual_prefix
 from spectral.taskset import TaskSet
 
 
@@ -24,7 +24,7 @@ class _Images(Dataset):
         return self.images[i], int(self.labels[i])
 
 
-class SyntheticPool(ModelPool):
+class SyntheticPool(ImagePool):
     architecture = "synthetic-vit"
 
     def __init__(self, num_tasks: int = 3, *, classes: int = 5, width: int = 16, layers: int = 2,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from torch.utils.data import Dataset, TensorDataset
 
-from spectral.pool import ModelPool, add_visual_prefix, strip_visual_prefix
+from spectral.pool import ImagePool, ModelPool, add_visual_prefix, strip_visual_prefix
 
 TASKS = ("digits", "signs", "scenes", "textures")
 NAME = "fake-4"
@@ -24,7 +24,7 @@ def _encoder() -> VisionTransformer:
     return VisionTransformer(image_size=16, patch_size=8, width=32, layers=2, heads=2, mlp_ratio=4.0, output_dim=16)
 
 
-class FakePool(ModelPool):
+class FakePool(ImagePool):
     architecture = "fake-vit-w32-l2"
 
     def __init__(self, name: str = NAME, tasks: tuple[str, ...] = TASKS, samples: int = 96, seed: int = 0) -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from PIL import Image
 
-from spectral.pool import ModelPool, add_visual_prefix
+from spectral.pool import ImagePool, ModelPool, add_visual_prefix
 
 CLASSES = 3
 
@@ -37,7 +37,7 @@ def write_image_folder(root: Path, *, per_class: int, seed: int, classes: int = 
     return root
 
 
-class FolderPool(ModelPool):
+class FolderPool(ImagePool):
     architecture = "tiny-vit-32px"
 
     def __init__(self, root: Path, tasks: tuple[str, ...] = ("alpha", "beta"), per_class: int = 12,
