@@ -14,6 +14,9 @@ in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus pos
     iso_cts_step_recompute_over_cached  Iso-CTS one slider step from the default (0.8 → 0.7), same
     alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
 
+``--model gpt2`` uses GPT-2's shapes instead (the AdaRank paper's language setting: 12 blocks of c_attn
+2304×768, attn.c_proj 768×768, c_fc 3072×768, mlp.c_proj 768×3072 in the canonical out × in orientation, plus
+wte 50257×768 and wpe 1024×768, every 2-D weight a matrix as FusionBench does) for 7 tasks.
 ``--full-rank`` adds small isotropic noise so every task matrix has full numerical rank (as real fine-tuning
 deltas do); ``--blocks``/``--tasks`` shrink the workload for a smoke run. ``--no-gram`` turns off the exact
 Gram routes of :mod:`spectral.linalg` (polar factor and top-s residual triplets by float64 eigh of the small Gram)
@@ -53,9 +56,24 @@ def vit_b32_shapes(blocks: int) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def make_taskset(blocks: int, tasks: int, rank: int, full_rank: bool, seed: int = 0) -> TaskSet:
+def gpt2_shapes(blocks: int) -> dict[str, tuple[int, int]]:
+    """GPT-2 (124M) body matrices, canonical out × in (its Conv1D weights are stored in × out on disk)."""
+    shapes = {"wte.weight": (50257, 768), "wpe.weight": (1024, 768)}
+    for b in range(blocks):
+        shapes[f"h.{b}.attn.c_attn.weight"] = (2304, 768)
+        shapes[f"h.{b}.attn.c_proj.weight"] = (768, 768)
+        shapes[f"h.{b}.mlp.c_fc.weight"] = (3072, 768)
+        shapes[f"h.{b}.mlp.c_proj.weight"] = (768, 3072)
+    return shapes
+
+
+MODEL_SHAPES = {"vit-b-32": vit_b32_shapes, "gpt2": gpt2_shapes}
+
+
+def make_taskset(blocks: int, tasks: int, rank: int, full_rank: bool, seed: int = 0,
+                 model: str = "vit-b-32") -> TaskSet:
     g = torch.Generator().manual_seed(seed)
-    shapes = vit_b32_shapes(blocks)
+    shapes = MODEL_SHAPES[model](blocks)
     base = {k: torch.randn(*s, generator=g) * 0.02 for k, s in shapes.items()}
     finetuned = {}
     for t in range(tasks):
@@ -167,7 +185,9 @@ def reference_iso_cts(ts: TaskSet, common_frac: float, alpha: float = 1.5) -> No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=12)
-    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=None, help="default: 8 (vit-b-32), 7 (gpt2)")
+    parser.add_argument("--model", choices=sorted(MODEL_SHAPES), default="vit-b-32",
+                        help="shapes of the random task matrices")
     parser.add_argument("--rank", type=int, default=32, help="rank of each random task matrix")
     parser.add_argument("--full-rank", action="store_true", help="add noise: every task matrix full rank")
     parser.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed afterwards")
@@ -182,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
-    ts = make_taskset(args.blocks, args.tasks, args.rank, args.full_rank)
+    tasks = args.tasks or (7 if args.model == "gpt2" else 8)
+    ts = make_taskset(args.blocks, tasks, args.rank, args.full_rank, model=args.model)
     n_mat = len(ts.matrix_keys) * ts.num_tasks
     print(f"# workload: {n_mat} task matrices ({len(ts.matrix_keys)} layers × {ts.num_tasks} tasks), "
           f"rank {'full' if args.full_rank else args.rank}, torch {torch.__version__}, "

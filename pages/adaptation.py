@@ -212,7 +212,8 @@ with tab_acc:
                                             lambda p: ws.accuracies("finetuned", None, p), label="fine-tuned"),
                                  "Evaluating the fine-tuned models…")
         base_label = {"task_arithmetic": "Task Arithmetic", "cart": "CART"}[result.config.base]
-        table = analysis.accuracy_table({base_label: static, result.label: adapted}, zeroshot, finetuned)
+        table = analysis.accuracy_table({base_label: static, result.label: adapted}, zeroshot, finetuned,
+                                        {t: ws.pool.metric(t) for t in ws.task_names})
         st.plotly_chart(acc_fig.radar_figure(table), key="chart_ad_radar", theme="streamlit")
         st.dataframe(analysis.accuracy_summary(table), hide_index=True, width="stretch")
 

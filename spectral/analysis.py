@@ -441,12 +441,16 @@ def accuracy_table(
     merged: Mapping[str, Mapping[str, float]],
     zeroshot: Mapping[str, float],
     finetuned: Mapping[str, float],
+    metrics: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per-task absolute accuracy, normalised accuracy (acc / acc_ft) and NAI (Iso Eq. 4) of each model.
 
     ``merged`` maps a model label (e.g. "TSV-M") to its per-task accuracies. Long: model, task, accuracy,
-    normalised, nai; zero-shot and fine-tuned rows included (model "Zero-shot" / "Fine-tuned").
+    normalised, nai, metric; zero-shot and fine-tuned rows included (model "Zero-shot" / "Fine-tuned").
+    ``metrics`` names each task's metric (``pool.metric``: "accuracy", or "mcc" for CoLA, whose "accuracy" column
+    then holds Matthews correlation, as the papers' GLUE tables mix them); default "accuracy".
     """
+    metrics = metrics or {}
     rows = []
     models = {"Zero-shot": zeroshot, **merged, "Fine-tuned": finetuned}
     for label, acc in models.items():
@@ -454,8 +458,8 @@ def accuracy_table(
         gain = nai(acc, finetuned, zeroshot).per_task
         for task in acc:
             rows.append({"model": label, "task": task, "accuracy": float(acc[task]),
-                         "normalised": norm[task], "nai": gain[task]})
-    return pd.DataFrame(rows, columns=["model", "task", "accuracy", "normalised", "nai"])
+                         "normalised": norm[task], "nai": gain[task], "metric": metrics.get(task, "accuracy")})
+    return pd.DataFrame(rows, columns=["model", "task", "accuracy", "normalised", "nai", "metric"])
 
 
 def accuracy_summary(table: pd.DataFrame) -> pd.DataFrame:

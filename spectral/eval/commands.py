@@ -138,7 +138,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_nodes(executor)
         accs = dict(result.accuracies)
     s = ev.summary(accs)
-    df = pd.DataFrame({"task": list(accs), "accuracy": list(accs.values()), "finetuned": [ft[t] for t in accs],
+    metrics = [ev.pool.metric(t) for t in accs]
+    # `score` is each task's own metric (Matthews correlation for CoLA, else accuracy); `accuracy` only where
+    # that is the metric, so a column never holds two kinds of number
+    df = pd.DataFrame({"task": list(accs), "metric": metrics, "score": list(accs.values()),
+                       "accuracy": [a if m == "accuracy" else float("nan") for a, m in zip(accs.values(), metrics)],
+                       "finetuned": [ft[t] for t in accs],
                        "zeroshot": [zs[t] for t in accs], "normalized": [s.normalized_per_task.get(t) for t in accs],
                        "nai": [s.nai_per_task.get(t) for t in accs], "images": [result.counts.get(t) for t in accs]})
     if result.is_subsample:
@@ -150,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
              if result.is_subsample else "whole split")
     print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split · {scope}")
     table = df.set_index("task")
-    pct = ["accuracy", "finetuned", "zeroshot", "normalized"] + (["ci_low", "ci_high"] if result.is_subsample else [])
+    pct = ["score", "accuracy", "finetuned", "zeroshot", "normalized"] + (["ci_low", "ci_high"] if result.is_subsample else [])
     table[pct] = (table[pct] * 100).round(2)
     table["nai"] = table["nai"].astype(float).round(3)
     print(table.to_string())

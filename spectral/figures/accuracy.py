@@ -13,13 +13,16 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
     bars of their 95 % Wilson interval (absolute accuracy only), one trace per model named "<model> 95% CI"."""
     fig = go.Figure()
     tasks = list(dict.fromkeys(table.task))
+    # a task scored by another metric than accuracy (CoLA: Matthews correlation) says so on its spoke
+    metric_of = dict(zip(table.task, table.metric)) if "metric" in table else {}
+    spoke = {t: f"{t} ({metric_of[t].upper()})" if metric_of.get(t, "accuracy") != "accuracy" else t for t in tasks}
     estimates = value == "accuracy" and "subsample" in table and bool((table.subsample > 0).any())
     for i, (model, sel) in enumerate(table.groupby("model", sort=False)):
         sel = sel.set_index("task").reindex(tasks)
         r = list(sel[value]) + [sel[value].iloc[0]]
         color = merge_style(str(model), i).color
         fig.add_trace(go.Scatterpolar(
-            r=r, theta=tasks + [tasks[0]], mode="lines+markers", name=str(model), legendgroup=str(model),
+            r=r, theta=[spoke[t] for t in tasks + [tasks[0]]], mode="lines+markers", name=str(model), legendgroup=str(model),
             line=merge_style(str(model), i).line(1.5 if is_reference(str(model)) else MODEL_WIDTH - 0.5),
             marker=merge_style(str(model), i).marker(5),
             hovertemplate="%{theta}: %{r:.1f}<extra>" + str(model) + "</extra>",
@@ -30,7 +33,7 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
             for task, row in sel.iterrows():
                 if row.subsample > 0:
                     bar_r += [float(row.lo), float(row.hi), None]
-                    bar_theta += [str(task), str(task), None]
+                    bar_theta += [spoke[task], spoke[task], None]
             fig.add_trace(go.Scatterpolar(
                 r=bar_r, theta=bar_theta, mode="lines", name=f"{model} 95% CI", legendgroup=str(model),
                 showlegend=False, line=dict(color=color, width=5), opacity=0.35, hoverinfo="skip",

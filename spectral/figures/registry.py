@@ -367,7 +367,9 @@ def _accuracy_table(ws: FigureSource, methods: Sequence[str], s: Mapping[str, An
         merged[_display(m)] = _percent(r.accuracies)
     merged.update(_adapted_accuracies(ws, s.get("adapted") or []))
     p(steps, steps, "accuracy: done")
-    table = analysis.accuracy_table(merged, _percent(zs.accuracies), _percent(ft.accuracies))
+    pool = getattr(ws, "pool", None)
+    metrics = {t: pool.metric(t) for t in ws.task_names} if hasattr(pool, "metric") else None
+    table = analysis.accuracy_table(merged, _percent(zs.accuracies), _percent(ft.accuracies), metrics)
     return analysis.with_intervals(table, results)
 
 
