@@ -9,7 +9,8 @@ from spectral import analysis
 
 st.title("spectral")
 st.write(
-    "SVD-based model merging of CLIP ViTs: Task Singular Vectors (TSV-C, TSV-M), isotropic merging (Iso-C, Iso-CTS), "
+    "SVD-based model merging of CLIP ViTs and Hugging Face language models (GPT-2, RoBERTa/BERT, Llama-like "
+    "decoders): Task Singular Vectors (TSV-C, TSV-M), isotropic merging (Iso-C, Iso-CTS), "
     "CART, TIES, Consensus, SVC, MagMax, DARE and the baselines (and your own methods, as plugins), over cached singular "
     "value decompositions. Browse the spectra of any "
     "layer, measure task interference (STI) and subspace alignment (SAR), slide α, rank and common-subspace "
