@@ -154,8 +154,7 @@ def canonical_glue_name(name: str) -> str:
     """GLUE's spelling of a task name given in any case, with or without the hyphen, or as a hub config name
     (``cola``, ``sst2``, ``SST-2``, ``glue-mnli``, ``mnli_matched`` → ``CoLA``, ``SST-2``, ``MNLI``)."""
     key = str(name).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    if key.startswith("glue"):
-        key = key[4:]
+    key = key.removeprefix("glue")
     if key == "mnlimatched":
         key = "mnli"
     if key not in _SPECS:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spectral.errors import CheckpointError, ParameterError
 from spectral.linalg import resolve_device
 from spectral.metrics.estimate import Z95, stratified_subsample, wilson_interval
 
@@ -169,8 +170,6 @@ def score_estimate(task: str, metric: str, pred: Sequence[int] | Tensor | np.nda
         low, high = bootstrap_mcc_interval(pred, labels)
         return TextEstimate(task, metric, mcc(pred, labels), low, high, n, "bootstrap-percentile", subsample)
     if metric != "accuracy":
-        from spectral.errors import ParameterError
-
         raise ParameterError(f"task {task!r}: unknown metric {metric!r}; expected 'mcc' or 'accuracy'")
     correct = int(np.trace(confusion_matrix(pred, labels))) if n else 0
     low, high = wilson_interval(correct, n, Z95)
@@ -204,8 +203,6 @@ def _pad_id(model: nn.Module, tokenizer: Any) -> int:
         if pad is None:
             pad = getattr(tokenizer, "eos_token_id", None)
         if pad is None:
-            from spectral.errors import CheckpointError
-
             raise CheckpointError("neither the model config nor the tokenizer names a pad or EOS token: batches "
                                   "cannot be padded")
         if config is not None:
@@ -324,7 +321,7 @@ def text_task_scores(pool: Any, body: Mapping[str, Tensor], *, tasks: Sequence[s
     for t, pred, y, _ in _task_predictions(pool, body, tasks, split, device, batch_size, progress, subsample):
         metric = pool.metric(t)
         scores[t] = mcc(pred, y) if metric == "mcc" else accuracy(pred, y)
-        counts[t] = int(len(y))
+        counts[t] = len(y)
     return scores, counts
 
 

@@ -11,8 +11,15 @@ import pytest
 
 from spectral.data.folders import DatasetError
 from spectral.data.glue import (
-    GLUE_LABEL_NAMES, GLUE_TASKS, GlueColumnsError, GlueLabelError, GlueMissingFilesError, TextSplit,
-    canonical_glue_name, glue_metric, load_glue,
+    GLUE_LABEL_NAMES,
+    GLUE_TASKS,
+    GlueColumnsError,
+    GlueLabelError,
+    GlueMissingFilesError,
+    TextSplit,
+    canonical_glue_name,
+    glue_metric,
+    load_glue,
 )
 from spectral.errors import SpectralError
 
@@ -184,7 +191,8 @@ def test_a_tsv_with_the_wrong_columns_is_refused_by_name(tmp_path) -> None:
     assert str(path) in msg and "['sentence', 'label']" in msg and "found ['text', 'label']" in msg
     assert isinstance(err.value, SpectralError) and isinstance(err.value, ValueError)
 
-    path = write_tsv(tmp_path, "RTE", "test", [["index", "premise", "hypothesis", "label"], ["0", "a", "b", "entailment"]])
+    path = write_tsv(tmp_path, "RTE", "test",
+                     [["index", "premise", "hypothesis", "label"], ["0", "a", "b", "entailment"]])
     with pytest.raises(GlueColumnsError, match="missing \\['sentence1', 'sentence2'\\]") as err:
         load_glue("rte", tmp_path)
     assert str(path) in str(err.value)

@@ -13,13 +13,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import text_fixtures as tf  # noqa: E402
+import text_fixtures as tf
 
-from spectral.eval.text import (  # noqa: E402
-    BOOTSTRAP_RESAMPLES, accuracy, bootstrap_mcc_interval, mcc, pad_batch, score_estimate, text_logits,
-    text_predictions, text_task_estimates, text_task_scores,
+from spectral.eval.text import (
+    BOOTSTRAP_RESAMPLES,
+    accuracy,
+    bootstrap_mcc_interval,
+    mcc,
+    pad_batch,
+    score_estimate,
+    text_logits,
+    text_predictions,
+    text_task_estimates,
+    text_task_scores,
 )
-from spectral.metrics.estimate import stratified_subsample, wilson_interval  # noqa: E402
+from spectral.metrics.estimate import stratified_subsample, wilson_interval
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +124,7 @@ def test_predictions_are_streamed_in_small_chunks_and_keep_their_positions(folde
     assert torch.equal(text_predictions(model, tok, split, indices=idx, batch_size=2), reference[idx])
 
 
-# -- metrics -----------------------------------------------------------------------------------------------------------
+# -- metrics ------------------------------------------------------------------------------------------------------
 def test_mcc_equals_a_hand_computed_two_by_two_case() -> None:
     # TP = 6, TN = 3, FP = 1, FN = 2: MCC = (6·3 − 1·2) / sqrt((6+1)(6+2)(3+1)(3+2)) = 16 / sqrt(1120)
     labels = [1] * 6 + [0] * 3 + [0] * 1 + [1] * 2
@@ -175,7 +183,7 @@ def test_intervals_wilson_for_accuracy_bootstrap_for_mcc() -> None:
     assert (perfect.low, perfect.score, perfect.high) == (1.0, 1.0, 1.0)
 
 
-# -- per-task scores -----------------------------------------------------------------------------------------------------
+# -- per-task scores ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_task_pool(folders):
     rng = np.random.default_rng(5)
@@ -209,6 +217,7 @@ def test_all_tasks_by_default_one_model_at_a_time(two_task_pool) -> None:
     body = tf.canonical_body(pool.reference_model("cola"))
     calls: list[tuple[int, int, str]] = []
     scores, counts = text_task_scores(pool, body, device="cpu", progress=lambda i, n, s: calls.append((i, n, s)))
+    assert counts == {"cola": 30, "mnli": 24}
     assert list(scores) == ["cola", "mnli"] and pool.built == ["cola", "mnli"]
     assert -1.0 <= scores["cola"] <= 1.0 and 0.0 <= scores["mnli"] <= 1.0
     assert calls[-1][:2] == (54, 54) and [c[0] for c in calls] == sorted(c[0] for c in calls)

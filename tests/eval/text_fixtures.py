@@ -108,7 +108,7 @@ class SavedModelPool:
         self.task_names = list(self.tasks)
         self.built: list[str] = []
 
-    def model_class(self, task: str):  # noqa: ANN201
+    def model_class(self, task: str):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         AutoConfig.from_pretrained(self.tasks[task][0])  # fails loudly on a bad folder
@@ -124,7 +124,7 @@ class SavedModelPool:
         self.built.append(task)
         return model.to(device).eval()
 
-    def tokenizer(self, task: str | None = None):  # noqa: ANN201
+    def tokenizer(self, task: str | None = None):
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(self.tasks[task or self.task_names[0]][0])
@@ -146,7 +146,7 @@ def make_split(name: str, labels: list[int], *, pairs: bool, num_labels: int = 2
     return TextSplit(name, "test", a, b, list(labels), num_labels)
 
 
-def one_at_a_time_logits(model: torch.nn.Module, tokenizer, split: TextSplit) -> Tensor:  # noqa: ANN001
+def one_at_a_time_logits(model: torch.nn.Module, tokenizer, split: TextSplit) -> Tensor:
     """Logits of every example from an unpadded forward of that example alone (float32, (n, num_labels))."""
     rows = []
     with torch.inference_mode():
