@@ -139,13 +139,11 @@ class TextForward:
     ``module_parameters(task_model, params)`` (canonical body tensors → the module's own parameter names and
     stored orientation, differentiably: GPT-2's Conv1D weights are transposed back)."""
 
-    def __init__(self, pool: Any, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,
-                 max_length: int | None = None) -> None:
+    def __init__(self, pool: Any, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0) -> None:
         self.pool = pool
         self.task_names = list(pool.task_names)
         self.device = device
         self.identity = 1.0
-        self.max_length = max_length
         self.models = []
         for t in self.task_names:
             model = pool.task_model(t, base, device)
@@ -164,8 +162,8 @@ class TextForward:
     def _encode(self, task: int, texts: tuple[list[str], list[str] | None]) -> dict[str, Tensor]:
         from spectral.eval.text import encode_batch
 
-        return {k: v.to(self.device) for k, v in
-                encode_batch(self.tokenizers[task], texts[0], texts[1], max_length=self.max_length).items()}
+        batch = encode_batch(self.models[task], self.tokenizers[task], texts[0], texts[1])
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     def logits(self, params: Mapping[str, Tensor], batches: Sequence[Any]) -> list[Tensor]:
         return [self.task_logits(params, t, texts) for t, texts in enumerate(batches)]

@@ -229,6 +229,18 @@ def pad_batch(encoded: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> di
     return out
 
 
+def encode_batch(model: nn.Module, tokenizer: Any, text_a: Sequence[str],
+                 text_b: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """One right-padded batch of sentences (or sentence pairs) for ``model``, tokenised and truncated exactly as
+    :func:`text_logits` does (the model's pad id and position limit), on CPU."""
+    pad_id = _pad_id(model, tokenizer)
+    max_length = _max_length(model, tokenizer)
+    kwargs: dict[str, Any] = {"truncation": max_length is not None, "max_length": max_length}
+    enc = tokenizer(list(text_a), list(text_b), **kwargs) if text_b is not None else tokenizer(list(text_a), **kwargs)
+    keep = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return pad_batch([{k: enc[k][j] for k in keep} for j in range(len(text_a))], pad_id)
+
+
 def text_logits(model: nn.Module, tokenizer: Any, split: Any, *, indices: Sequence[int] | Tensor | None = None,
                 batch_size: int = 64, device: str | torch.device | None = None,
                 chunk: int = TOKENISE_CHUNK) -> Iterator[tuple[Tensor, Tensor]]:
