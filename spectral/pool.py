@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 METRICS = ("accuracy", "mcc")
 
 
+class TaskScores(tuple):
+    """``(scores, counts)`` of an evaluation — unpacks as that pair — plus ``bounds``: per-task 95 % interval
+    bounds where the interval is not the binomial (Wilson) one of an accuracy, e.g. the bootstrap interval of a
+    subsampled Matthews correlation."""
+
+    bounds: dict[str, tuple[float, float]]
+
+    def __new__(cls, scores: Mapping[str, float], counts: Mapping[str, int],
+                bounds: Mapping[str, tuple[float, float]] | None = None) -> "TaskScores":
+        self = super().__new__(cls, (dict(scores), dict(counts)))
+        self.bounds = dict(bounds or {})
+        return self
+
+
 class ModelPool(abc.ABC):
     """Abstract pool of models: a shared body, per-task bodies, heads, data and metric. Implementations load
     lazily and may cache what they read. Subclass :class:`ImagePool` for CLIP image towers; language models
@@ -85,7 +99,8 @@ class ModelPool(abc.ABC):
         image_cache: bool = True,
     ) -> tuple[dict[str, float], dict[str, int]]:
         """(score per task, number of examples it rests on) of a canonical body state dict, each task scored with
-        its own head and :meth:`metric`, on ``split`` or a stratified ``subsample`` of it. Streamed."""
+        its own head and :meth:`metric`, on ``split`` or a stratified ``subsample`` of it. Streamed. A family whose
+        subsample intervals are not Wilson's returns a :class:`TaskScores` carrying them."""
 
     @abc.abstractmethod
     def head_fingerprint(self, task: str) -> str:

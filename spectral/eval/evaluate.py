@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from spectral.eval.results import Result, ResultKey, ResultsStore, code_version, pool_fingerprint
 from spectral.linalg import resolve_device
-from spectral.pool import ModelPool, strip_visual_prefix
+from spectral.pool import ModelPool, TaskScores, strip_visual_prefix
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +288,10 @@ class Evaluator:
         if self.store is None:
             if key not in self._memory:
                 t0 = time.perf_counter()
-                accs, counts = run()
+                out = run()
+                accs, counts = out
                 self._memory[key] = Result(key, dict(accs), dict(counts), time.perf_counter() - t0, time.time(),
-                                           self.pool.name)
+                                           self.pool.name, bounds=dict(getattr(out, "bounds", {})))
             return self._memory[key]
         return self.store.get_or_compute(key, run, pool_name=self.pool.name)
 
@@ -326,12 +327,13 @@ class Evaluator:
                   progress: Progress | None = None) -> dict[str, float]:
         """Each task's fine-tuned image tower on its own task (the individual upper bound)."""
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
-            accs, counts = {}, {}
+            accs, counts, bounds = {}, {}, {}
             for t in self.pool.task_names:
-                a, c = self.accuracies(self.pool.finetuned_state_dict(t), [t], split, n, progress)
-                accs.update(a)
-                counts.update(c)
-            return accs, counts
+                out = self.accuracies(self.pool.finetuned_state_dict(t), [t], split, n, progress)
+                accs.update(out[0])
+                counts.update(out[1])
+                bounds.update(getattr(out, "bounds", {}))
+            return TaskScores(accs, counts, bounds)
 
         return self.lookup("finetuned", {}, compute, split, subsample)
 

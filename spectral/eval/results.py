@@ -29,7 +29,7 @@ import math
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -152,17 +152,22 @@ class Result:
     created: float
     pool_name: str = ""
     node: str = ""  # the Ray node id it ran on ("" when it ran in the process that stored it)
+    #: per-task 95 % interval bounds computed with the scores where they are not Wilson's (bootstrap of an MCC)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def is_subsample(self) -> bool:
         return self.key.subsample > 0
 
     def intervals(self) -> dict[str, tuple[float, float]]:
-        """95 % Wilson interval of every task's accuracy from its ``n`` images (fractions; a full split's
-        numbers are exact, but their interval is still the binomial one of that many images)."""
+        """95 % interval of every task's score: the stored one where the evaluation computed it (the bootstrap
+        percentile interval of a Matthews correlation), else the Wilson interval of an accuracy from its ``n``
+        examples (fractions; a full split's numbers are exact, but their interval is still the binomial one of that
+        many images)."""
         from spectral.metrics.estimate import wilson_interval
 
-        return {t: wilson_interval(round(a * self.counts.get(t, 0)), self.counts.get(t, 0))
+        return {t: self.bounds[t] if t in self.bounds
+                else wilson_interval(round(a * self.counts.get(t, 0)), self.counts.get(t, 0))
                 for t, a in self.accuracies.items()}
 
 
@@ -190,6 +195,7 @@ CREATE TABLE IF NOT EXISTS accuracies (
 );
 CREATE INDEX IF NOT EXISTS runs_pool_method ON runs (pool, method);
 """
+# accuracies.low / accuracies.high (added by migration): a stored interval where it is not Wilson's (NULL otherwise)
 
 
 def _add_column(con: sqlite3.Connection, table: str, column: str, decl: str) -> None:
@@ -216,6 +222,8 @@ class ResultsStore:
             con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._migrate(con)
             _add_column(con, "runs", "node", "TEXT NOT NULL DEFAULT ''")
+            _add_column(con, "accuracies", "low", "REAL")
+            _add_column(con, "accuracies", "high", "REAL")
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         """Version 1 → 2: ``runs`` gains ``subsample`` and it joins the unique key. SQLite cannot change a table's
@@ -275,21 +283,26 @@ class ResultsStore:
         if row is None:
             return None
         run_id, seconds, created, pool_name, node = row
-        accs, counts = {}, {}
-        for task, acc, n in con.execute("SELECT task, accuracy, n FROM accuracies WHERE run_id=? ORDER BY rowid",
-                                        (run_id,)):
+        accs, counts, bounds = {}, {}, {}
+        for task, acc, n, low, high in con.execute(
+                "SELECT task, accuracy, n, low, high FROM accuracies WHERE run_id=? ORDER BY rowid", (run_id,)):
             accs[task], counts[task] = float(acc), int(n)
-        return Result(key, accs, counts, float(seconds), float(created), pool_name, node or "")
+            if low is not None and high is not None:
+                bounds[task] = (float(low), float(high))
+        return Result(key, accs, counts, float(seconds), float(created), pool_name, node or "", bounds)
 
     def __contains__(self, key: ResultKey) -> bool:
         return self.get(key) is not None
 
     # -- writes -------------------------------------------------------------------------------------------------
     def put(self, key: ResultKey, accuracies: Mapping[str, float], *, counts: Mapping[str, int] | None = None,
-            seconds: float = 0.0, pool_name: str = "", node: str = "") -> Result:
+            seconds: float = 0.0, pool_name: str = "", node: str = "",
+            bounds: Mapping[str, tuple[float, float]] | None = None) -> Result:
         """Insert a result in one transaction; if the key is already there (another process was faster), the
-        stored result is kept and returned. ``node``: the Ray node that computed it."""
+        stored result is kept and returned. ``node``: the Ray node that computed it; ``bounds``: intervals that are
+        not Wilson's (:attr:`Result.bounds`)."""
         counts = counts or {}
+        bounds = bounds or {}
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -305,8 +318,10 @@ class ResultsStore:
                 )
                 run_id = cur.lastrowid
                 con.executemany(
-                    "INSERT INTO accuracies (run_id, task, accuracy, n) VALUES (?, ?, ?, ?)",
-                    [(run_id, t, float(a), int(counts.get(t, 0))) for t, a in accuracies.items()],
+                    "INSERT INTO accuracies (run_id, task, accuracy, n, low, high) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(run_id, t, float(a), int(counts.get(t, 0)),
+                      *((float(bounds[t][0]), float(bounds[t][1])) if t in bounds else (None, None)))
+                     for t, a in accuracies.items()],
                 )
                 con.execute("COMMIT")
             except BaseException:
@@ -330,7 +345,8 @@ class ResultsStore:
         t0 = time.perf_counter()
         out = compute()
         accs, counts = out if isinstance(out, tuple) else (out, None)
-        return self.put(key, accs, counts=counts, seconds=time.perf_counter() - t0, pool_name=pool_name)
+        return self.put(key, accs, counts=counts, seconds=time.perf_counter() - t0, pool_name=pool_name,
+                        bounds=getattr(out, "bounds", None))
 
     def delete(self, *, pool: str | None = None, method: str | None = None, code_version: str | None = None) -> int:
         """Delete matching results; returns how many runs were deleted."""
