@@ -268,8 +268,8 @@ class HFFolder:
         self.architectures: list[str] = list(self.config.get("architectures") or [])
         self._stored: dict[str, Tensor] | None = None
         self._body_keys: dict[str, str] | None = None
-        self.files: list[Path] = []
-        self.format = ""
+        self._files: list[Path] = []
+        self._format = ""
 
     def __repr__(self) -> str:
         return f"HFFolder({str(self.path)!r}, {self.model_type})"
@@ -278,8 +278,20 @@ class HFFolder:
     def stored(self) -> dict[str, Tensor]:
         """Every stored tensor under its stored name (memory-mapped views; nothing read until used)."""
         if self._stored is None:
-            self._stored, self.files, self.format = _read_weights(self.path)
+            self._stored, self._files, self._format = _read_weights(self.path)
         return self._stored
+
+    @property
+    def files(self) -> list[Path]:
+        """The weight files (after reading their headers)."""
+        self.stored  # noqa: B018
+        return self._files
+
+    @property
+    def format(self) -> str:
+        """``safetensors``, ``safetensors-sharded``, ``bin`` or ``bin-sharded``."""
+        self.stored  # noqa: B018
+        return self._format
 
     @property
     def vocab_size(self) -> int | None:
@@ -351,14 +363,13 @@ def check_compatible(base: HFFolder, other: HFFolder, what: str, body_keys: list
             f"{what} {other.path} is a {other.model_type} model ({', '.join(other.architectures) or 'no class'}), "
             f"the base {base.path} is a {base.model_type} model ({', '.join(base.architectures) or 'no class'})"
         )
-    if base.vocab_size is not None and other.vocab_size is not None and base.vocab_size != other.vocab_size:
-        raise ArchitectureMismatchError(
-            f"{what} {other.path} has vocab_size {other.vocab_size}, the base {base.path} has {base.vocab_size}: "
-            "fine-tunes of one base share its vocabulary"
-        )
     theirs = other.body_keys()
     from spectral.errors import MissingKeyError
 
+    vocab = ""
+    if base.vocab_size is not None and other.vocab_size is not None and base.vocab_size != other.vocab_size:
+        vocab = (f"vocab_size {other.vocab_size} against the base's {base.vocab_size} (fine-tunes of one base share "
+                 "its vocabulary)")
     for key in body_keys:
         if key not in theirs:
             raise MissingKeyError(f"{what} {other.path}: body parameter {key!r} of the base {base.path} is missing")
@@ -366,7 +377,10 @@ def check_compatible(base: HFFolder, other: HFFolder, what: str, body_keys: list
         if a != b:
             raise ArchitectureMismatchError(
                 f"{what} {other.path}: parameter {key!r} has shape {b}, the base {base.path} has {a}"
+                + (f"; {vocab}" if vocab else "")
             )
+    if vocab:
+        raise ArchitectureMismatchError(f"{what} {other.path}: {vocab}; the base is {base.path}")
 
 
 # --- writing -----------------------------------------------------------------------------------------------------
@@ -475,9 +489,7 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, str]:
     """The safetensors metadata of a written folder (its first weights file)."""
     from safetensors import safe_open
 
-    f = HFFolder(folder)
-    f.stored  # noqa: B018 - resolves the files
-    first = f.files[0]
+    first = HFFolder(folder).files[0]
     if first.suffix != ".safetensors":
         return {}
     with safe_open(str(first), framework="pt") as handle:
