@@ -46,6 +46,9 @@ def load_taskset(args: argparse.Namespace):
     """A TaskSet from ``--pool`` (demo zoo name, pool YAML or checkpoint folder) or ``--base`` + ``--finetuned``."""
     from spectral.taskset import TaskSet
 
+    hf_pool = _hf_pool(args)
+    if hf_pool is not None:  # Hugging Face model folders: the pool's canonical bodies and matrix rule
+        return TaskSet.from_pool(hf_pool, matrix_filter=hf_pool.matrix_filter_named(args.matrix_filter))
     if getattr(args, "base", None):
         if not args.finetuned:
             raise SpectralError("--base needs at least one --finetuned checkpoint")
@@ -56,7 +59,25 @@ def load_taskset(args: argparse.Namespace):
         return TaskSet(base, finetuned, matrix_filter=args.matrix_filter, name=str(args.base))
     if not getattr(args, "pool", None):
         raise SpectralError("give a model pool with --pool (zoo-8, a pool YAML or a folder) or --base/--finetuned")
-    return TaskSet.from_pool(open_pool(args.pool, trust_pickle=args.trust_pickle), matrix_filter=args.matrix_filter)
+    pool = getattr(args, "_pool", None) or open_pool(args.pool, trust_pickle=args.trust_pickle)
+    return TaskSet.from_pool(pool, matrix_filter=args.matrix_filter)
+
+
+def _hf_pool(args: argparse.Namespace):
+    """The HFPool of ``--base DIR --finetuned DIR ...`` (model folders) or of a ``--pool`` of them, else None."""
+    if not hasattr(args, "_hf_pool"):
+        from spectral.checkpoints.hf import is_language_folder
+        from spectral.checkpoints.hf_pool import HFPool
+
+        pool = None
+        if getattr(args, "base", None) and any(is_language_folder(p) for p in [args.base, *args.finetuned]):
+            pool = HFPool.from_folders(args.base, list(args.finetuned))  # named errors for folders without config
+        elif getattr(args, "pool", None) and not args.pool.startswith("zoo-"):
+            opened = open_pool(args.pool, trust_pickle=args.trust_pickle)
+            pool = opened if isinstance(opened, HFPool) else None
+            args._pool = opened
+        args._hf_pool = pool
+    return args._hf_pool
 
 
 def open_pool(spec: str, *, trust_pickle: bool = False):
@@ -72,8 +93,9 @@ def open_pool(spec: str, *, trust_pickle: bool = False):
 
 def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", help="zoo-8 | zoo-14 | zoo-20 | pool.yaml | checkpoint folder")
-    parser.add_argument("--base", help="base state dict (.safetensors or .pt) instead of --pool")
-    parser.add_argument("--finetuned", nargs="*", default=[], help="fine-tuned state dicts (with --base)")
+    parser.add_argument("--base", help="base state dict (.safetensors or .pt) or Hugging Face model folder, "
+                                       "instead of --pool")
+    parser.add_argument("--finetuned", nargs="*", default=[], help="fine-tuned state dicts or model folders (with --base)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow pickled checkpoints (unpickling runs code: only for files you trust)")
     parser.add_argument("--matrix-filter", default="default", choices=["default", "attn_mlp"],
@@ -240,6 +262,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
         merged = engine.merge(method.name, progress=progress, **params)
     meta = {"method": method.name, "alpha": repr(alpha), "params": json.dumps(resolved, sort_keys=True),
             "tasks": json.dumps(engine.taskset.task_names)}
+    hf_pool = _hf_pool(args)
+    if hf_pool is not None:  # a Hugging Face folder in the base's layout
+        from spectral.checkpoints.hf import write_hf_folder
+
+        write_hf_folder(args.output, hf_pool.base, merged, metadata={**meta, "merged_by": "spectral"},
+                        inputs=[hf_pool.base.path, *(f.path for f in hf_pool.folders.values())])
+        print(f"wrote {args.output}/: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
+        return 0
     atomic_save_tensors(Path(args.output), {k: v.contiguous() for k, v in merged.items()}, meta)
     print(f"wrote {args.output}: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
     return 0
@@ -283,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="see `python -m spectral methods`")
     p.add_argument("--alpha", type=float, default=None, help="scaling (default: the method's paper default)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
-    p.add_argument("--output", "-o", required=True, help="output .safetensors")
+    p.add_argument("--output", "-o", required=True,
+                   help="output .safetensors (a Hugging Face folder when the inputs are model folders)")
     p.set_defaults(func=cmd_merge)
 
     for module_name in COMMAND_MODULES:

@@ -26,6 +26,7 @@ from spectral.checkpoints.errors import (
 )
 from spectral.checkpoints.formats import LoadedCheckpoint, load_checkpoint, read_safetensors, sniff_format
 from spectral.checkpoints.headfiles import load_head
+from spectral.checkpoints.hf import MissingConfigError, MissingHeadError, read_hf_folder, write_hf_folder
 from spectral.checkpoints.keymap import canonicalize
 from spectral.checkpoints.pool import (
     CheckpointPool,
@@ -35,6 +36,7 @@ from spectral.checkpoints.pool import (
     open_pool,
     read_pool_yaml,
 )
+from spectral.checkpoints.hf_pool import HFPool  # noqa: E402 - after pool (it builds on PoolSpec)
 
 __all__ = [
     "PAPER_ARCHITECTURES",
@@ -42,6 +44,9 @@ __all__ = [
     "ArchitectureMismatchError",
     "CorruptCheckpointError",
     "CheckpointPool",
+    "HFPool",
+    "MissingConfigError",
+    "MissingHeadError",
     "LoadedCheckpoint",
     "MissingTaskError",
     "PoolConfigError",
@@ -59,7 +64,9 @@ __all__ = [
     "load_checkpoint",
     "load_head",
     "open_pool",
+    "read_hf_folder",
     "read_pool_yaml",
     "read_safetensors",
     "sniff_format",
+    "write_hf_folder",
 ]

@@ -276,6 +276,10 @@ def discover_pool(directory: str | os.PathLike[str], *, model: str | None = None
     root = Path(directory)
     if not root.is_dir():
         raise PoolConfigError(f"{root}: not a folder")
+    from spectral.checkpoints.hf_pool import discover_hf_pool, is_hf_pool_dir  # Hugging Face model folders
+
+    if is_hf_pool_dir(root):
+        return discover_hf_pool(root, model=model, data_root=data_root)
     found = _find_model_dirs(root)
     if model is not None:
         found = [(d, lay) for d, lay in found if d.name == model]
@@ -729,16 +733,28 @@ def _write_cached_head(key: str, head: Tensor, meta: dict[str, str]) -> None:
 
 # --- entry point -----------------------------------------------------------------------------------------------
 
+def _pool_of_spec(spec: PoolSpec, trust_pickle: bool) -> ModelPool:
+    """A CheckpointPool, or an HFPool when the base is a Hugging Face model folder (config.json)."""
+    from spectral.checkpoints.hf import is_language_folder
+
+    if spec.layout == "hf" or is_language_folder(spec.base):
+        from spectral.checkpoints.hf_pool import HFPool
+
+        return HFPool(spec)
+    return CheckpointPool(spec, trust_pickle=trust_pickle)
+
+
 def open_pool(spec: str | os.PathLike[str], *, trust_pickle: bool = False, **kwargs: Any) -> CheckpointPool:
-    """A pool from a YAML file, a folder holding ``pool.yaml``, or a folder in one of the papers' layouts."""
+    """A pool from a YAML file, a folder holding ``pool.yaml``, or a folder in one of the papers' layouts
+    (Hugging Face model folders give an :class:`~spectral.checkpoints.hf_pool.HFPool`)."""
     path = Path(os.path.expanduser(str(spec)))
     if path.is_file():
         if path.suffix.lower() not in (".yaml", ".yml"):
             raise PoolConfigError(f"{path}: a pool is a .yaml file or a folder, not a single checkpoint")
-        return CheckpointPool.from_yaml(path, trust_pickle=trust_pickle)
+        return _pool_of_spec(read_pool_yaml(path), trust_pickle)  # type: ignore[return-value]
     if path.is_dir():
         for name in POOL_FILE_NAMES:
             if (path / name).is_file():
-                return CheckpointPool.from_yaml(path / name, trust_pickle=trust_pickle)
-        return CheckpointPool.discover(path, trust_pickle=trust_pickle, **kwargs)
+                return _pool_of_spec(read_pool_yaml(path / name), trust_pickle)  # type: ignore[return-value]
+        return _pool_of_spec(discover_pool(path, **kwargs), trust_pickle)  # type: ignore[return-value]
     raise PoolConfigError(f"{spec}: no such pool file or folder (zoo pools are named zoo-8, zoo-14, zoo-20)")
