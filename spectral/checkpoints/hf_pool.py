@@ -33,7 +33,7 @@ from spectral.checkpoints import hf
 from spectral.checkpoints.errors import ArchitectureMismatchError, CheckpointError, MissingTaskError, PoolConfigError
 from spectral.checkpoints.pool import PoolSpec, TaskSpec
 from spectral.errors import SpectralError
-from spectral.pool import ModelPool
+from spectral.pool import ModelPool, Progress, TaskScores
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,10 @@ class HFPool(ModelPool):
     def matrix_filter_named(self, rule: str) -> Callable[[str, Tensor], bool]:
         return hf.matrix_filter(self.architecture, rule)
 
+    def matrix_filters(self) -> dict[str, Callable[[str, Tensor], bool]]:
+        """The pool's rules by name (``"default"``: FusionBench's, every 2-D body weight; ``"attn_mlp"``)."""
+        return {rule: self.matrix_filter_named(rule) for rule in hf.MATRIX_RULES}
+
     # -- tasks -------------------------------------------------------------------------------------------------
     def dataset_name(self, task: str) -> str:
         spec = self.task_spec(task)
@@ -270,6 +274,71 @@ class HFPool(ModelPool):
     def metric(self, task: str) -> str:
         """``"mcc"`` (Matthews correlation) for CoLA, ``"accuracy"`` otherwise."""
         return "mcc" if self.dataset_name(task) == "CoLA" else "accuracy"
+
+    def num_classes(self, task: str) -> int:
+        return len(self.class_names(task))
+
+    def head_fingerprint(self, task: str) -> str:
+        """Content hash of the task's head tensors (names and values)."""
+        import hashlib
+
+        from spectral.taskset import content_hash
+
+        h = hashlib.sha256()
+        for key, value in sorted(self.head_state_dict(task).items()):
+            h.update(f"{key}:{content_hash(value)}".encode())
+        return h.hexdigest()
+
+    def task_scores(
+        self,
+        state_dict: Mapping[str, Tensor],
+        *,
+        tasks: Sequence[str] | None = None,
+        split: str = "test",
+        device: str | torch.device = "auto",
+        batch_size: int = 1024,
+        progress: Progress | None = None,
+        subsample: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        image_cache: bool = True,
+    ) -> TaskScores:
+        """Matthews correlation (CoLA) or accuracy per task of a canonical body, each task through its own model
+        class and head (:func:`spectral.eval.text.text_task_estimates`), text streamed in padded batches of at most
+        64 (``batch_size`` caps it). A subsample's Matthews correlations carry their bootstrap interval."""
+        from spectral.eval.text import text_task_estimates
+
+        est = text_task_estimates(self, state_dict, tasks=tasks, split=split, device=device,
+                                  batch_size=min(int(batch_size), 64), progress=progress, subsample=subsample)
+        bounds = {t: (e.low, e.high) for t, e in est.items() if e.subsample and e.method != "wilson"}
+        return TaskScores({t: e.score for t, e in est.items()}, {t: e.n for t, e in est.items()}, bounds)
+
+    def task_forward(self, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,
+                     logit_scale: float | None = None) -> Any:
+        """Each task's model class over the merged body, for AdaRank / AdaMerging (no logit scale: the heads are
+        the fine-tunes' own)."""
+        from spectral.adapt.forward import TextForward
+
+        return TextForward(self, base, device, seed=seed)
+
+    def module_parameters(self, model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Canonical body tensors → ``model``'s own parameter names and stored orientation (GPT-2's Conv1D weights
+        transposed back), differentiably; for ``torch.func.functional_call`` on a :meth:`task_model`."""
+        keymap: dict[str, str] | None = getattr(model, "_spectral_keymap", None)
+        if keymap is None:
+            arch = self.base.arch
+            keymap = {}
+            for key in model.state_dict():
+                canonical = arch.canonical(key)
+                keymap.setdefault(canonical, key)
+            model._spectral_keymap = keymap  # type: ignore[attr-defined]
+        arch = self.base.arch
+        out = {}
+        for canonical, value in params.items():
+            key = keymap.get(canonical)
+            if key is None:
+                continue
+            out[key] = value.mT if value.ndim == 2 and arch.is_transposed(canonical) else value
+        return out
 
     def class_names(self, task: str) -> list[str]:
         cfg = self.folders[self.task_spec(task).name].config
