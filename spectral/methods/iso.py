@@ -96,8 +96,8 @@ def task_specific_directions(
     full SVD of C_t decides. Exact to float32 precision. The tasks are independent: on the CPU they run side by
     side on single-threaded workers (:func:`spectral.linalg.map_tasks`).
 
-    ``rank_cut="numerical"`` leaves out residual directions whose σ is below σ₁(Δ̄_t)·max(m, n)·eps(float32), so
-    a task may contribute fewer than s. ``"all"`` (the official code) always takes s per task: where Δ̄_t has fewer
+    ``rank_cut="numerical"`` leaves out residual directions whose σ is below σ₁(Δ_t)·max(m, n)·eps(float32) (the
+    round-off of Δ_t itself), so a task may contribute fewer than s. ``"all"`` (the official code) always takes s per task: where Δ̄_t has fewer
     than s numerically non-zero directions, the rest come from the full SVD of C_t over every column of A_t S_t
     (an arbitrary completion, as in the official code).
     """
@@ -112,6 +112,15 @@ def task_specific_directions(
     k = U_common.shape[1]
 
     def one_task(t: int) -> tuple[Tensor, Tensor, Tensor]:
+        P, D, Q = residual_triplets(t)
+        if not keep_all and D.numel():
+            # round-off of Δ_t is relative to Δ_t's own scale, not the residual's: a residual that is all
+            # round-off (a task inside the common subspace) must not pass its own relative test
+            kept = int((D > rank_rtol * float(S[t].max())).sum())
+            P, D, Q = P[:, :kept], D[:kept], Q[:, :kept]
+        return P, D, Q
+
+    def residual_triplets(t: int) -> tuple[Tensor, Tensor, Tensor]:
         rho = kept_rank(S[t], (m, n), "numerical")
         left = A[t, :, :rho] * S[t, :rho]
         found = None
