@@ -38,6 +38,8 @@ from spectral.metrics import (
     sti_blocks,
     sti_from_factors,
 )
+from spectral.methods import get_method
+from spectral.methods.base import kept_rank
 from spectral.methods.tsv import concatenated_top_k
 from spectral.taskset import TaskSet, block_index, layer_kind
 
@@ -422,8 +424,10 @@ def sar_to_merge(
             cached = engine.layer(key)
             if method in ("task_arithmetic", "iso_c"):
                 U_sum, S_sum, _ = cached.sum_svd()
-                if method == "iso_c":
-                    keep = linalg.numerical_rank(S_sum, cached.shape)
+                if method == "iso_c":  # the method's own rank cut (issue 28), default from its Param
+                    cut = get_method("iso_c").resolve_params(
+                        {k: v for k, v in (params or {}).items() if k == "rank_cut"})["rank_cut"]
+                    keep = kept_rank(S_sum, cached.shape, str(cut))
                     U_sum, S_sum = U_sum[:, :keep], torch.full_like(S_sum[:keep], float(S_sum.mean()))
                 yield SarLayer(task_matrices=cached.task_matrices, merged_left=U_sum, merged_singular_values=S_sum,
                                name=layer_label(key))

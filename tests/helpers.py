@@ -34,8 +34,9 @@ def ref_iso_c(tm: Tensor, alpha: float) -> Tensor:
     return (alpha * S.mean() * U @ V.T)
 
 
-def ref_iso_cts(tm: Tensor, alpha: float, common_frac: float) -> Tensor:
-    """Iso Alg. 2 verbatim, with the official rounding of k and s."""
+def ref_iso_cts(tm: Tensor, alpha: float, common_frac: float, common_rtol: float | None = None) -> Tensor:
+    """Iso Alg. 2 verbatim, with the official rounding of k and s. ``common_rtol``: the common directions with
+    σ ≤ common_rtol·σ₁ are left out (spectral's rank_cut="numerical"; σ̄ still sums the k values)."""
     T = tm.shape[0]
     U, S, V = svd(tm.sum(0))
     r = S.numel()
@@ -43,9 +44,10 @@ def ref_iso_cts(tm: Tensor, alpha: float, common_frac: float) -> Tensor:
     s_total = round((r - k) / T) * T
     k = r - s_total
     s = s_total // T
-    Us, Ss, Vs = [U[:, :k]], [S[:k]], [V[:, :k]]
+    k_eff = k if common_rtol is None else min(k, int((S > common_rtol * S[0]).sum()))
+    Us, Ss, Vs = [U[:, :k_eff]], [S[:k]], [V[:, :k_eff]]
     for d in tm.double():
-        resid = d - U[:, :k] @ (U[:, :k].T @ d)
+        resid = d - U[:, :k_eff] @ (U[:, :k_eff].T @ d)
         Ut, St, Vt = svd(resid)
         Us.append(Ut[:, :s]); Ss.append(St[:s]); Vs.append(Vt[:, :s])
     U_star, V_star = polar(torch.cat(Us, 1)), polar(torch.cat(Vs, 1))
@@ -110,3 +112,93 @@ def make_vit_state_dicts(num_tasks: int = 3, seed: int = 0, width: int = 8, bloc
             k: (v + scale * rnd(*v.shape)) if v.is_floating_point() else v.clone() for k, v in base.items()
         }
     return base, finetuned
+
+
+# -- float64 transcriptions of the authors' code (issue 28) --------------------------------------------------------
+# Written from the algorithms as the released code runs them (official Iso / TSV / TIES / MagMax code, FusionBench,
+# mergekit), not from the library: the tests compare the library's "authors" settings with these.
+
+def ref_iso_c_numerical(tm: Tensor, alpha: float, rtol: float) -> Tensor:
+    """Iso-C with the directions below rtol·σ₁ left out (spectral's rank_cut="numerical"); σ̄ over all r."""
+    U, S, V = svd(tm.sum(0))
+    keep = int((S > rtol * S[0]).sum())
+    return alpha * S.mean() * U[:, :keep] @ V[:, :keep].T
+
+
+def ref_ties_authors(task_vectors: dict, alpha: float, density: float) -> dict:
+    """TIES authors' code (and FusionBench): flatten every task vector (keys sorted), keep |x| ≥ the
+    (d − int(d·density))-th smallest |x| per task, sign = sign(Σ_t trimmed) with zeros set to sign(Σ signs),
+    disjoint mean over entries agreeing with the sign (a zero sign selects the negative ones)."""
+    keys = sorted(task_vectors)
+    T = task_vectors[keys[0]].shape[0]
+    flat = torch.stack([torch.cat([task_vectors[k][t].double().reshape(-1) for k in keys]) for t in range(T)])
+    d = flat.shape[1]
+    kth = flat.abs().kthvalue(d - int(d * density), dim=1, keepdim=True).values
+    trimmed = flat * (flat.abs() >= kth)
+    sign = torch.sign(trimmed.sum(0))
+    sign[sign == 0] = torch.sign(sign.sum())
+    rows = torch.where(sign.unsqueeze(0) > 0, trimmed > 0, trimmed < 0)
+    selected = trimmed * rows
+    merged = alpha * selected.sum(0) / (selected != 0).sum(0).double().clamp(min=1)
+    out, start = {}, 0
+    for k in keys:
+        n = task_vectors[k][0].numel()
+        out[k] = merged[start:start + n].reshape(task_vectors[k].shape[1:])
+        start += n
+    return out
+
+
+def ref_ties_mergekit(task_vectors: dict, alpha: float, density: float) -> dict:
+    """mergekit's TIES (sparsify 'magnitude' + get_mask 'sum' + normalised disjoint sum), tensor by tensor:
+    per task the int(density·numel) largest |x| (argsort order), sign = +1 where Σ_t ≥ 0 else −1, mask =
+    sign(x) == that sign, sum over the mask divided by its count (1 where empty), times λ = alpha."""
+    out = {}
+    for k, stacked in task_vectors.items():
+        x = stacked.double().reshape(stacked.shape[0], -1)
+        n = x.shape[1]
+        keep = int(density * n)
+        trimmed = torch.zeros_like(x)
+        for t in range(x.shape[0]):
+            top = torch.argsort(x[t].abs(), descending=True)[:keep]
+            trimmed[t, top] = x[t, top]
+        majority = (trimmed.sum(0) >= 0).double() * 2 - 1
+        mask = trimmed.sign() == majority
+        divisor = mask.double().sum(0)
+        divisor[divisor == 0] = 1
+        out[k] = (alpha * (trimmed * mask).sum(0) / divisor).reshape(stacked.shape[1:])
+    return out
+
+
+def ref_magmax_authors(task_vectors: dict, alpha: float) -> dict:
+    """MagMax's merge_max_abs: fold the tasks in order, a later value replaces the running one where
+    |later| ≥ |running|."""
+    out = {}
+    for k, stacked in task_vectors.items():
+        running = stacked[0].double().clone()
+        for t in range(1, stacked.shape[0]):
+            cur = stacked[t].double()
+            running = torch.where(cur.abs() >= running.abs(), cur, running)
+        out[k] = alpha * running
+    return out
+
+
+def tasks_with_deficient_sum(T: int, m: int, n: int, rank: int, tiny: Tensor | None = None, seed: int = 0,
+                             dtype: torch.dtype = torch.float64) -> Tensor:
+    """T ≥ 2 full-rank tasks whose sum is a rank-``rank`` matrix L: Δ_t = R_t for t < T−1 and
+    Δ_{T−1} = L − Σ_{t<T−1} R_t, the cancellation that leaves the sum of real checkpoints' deltas numerically rank
+    deficient in float32. With ``tiny`` (small distinct values) the sum's trailing singular values are those values
+    along fixed orthonormal directions instead of zero, so its float64 trailing singular vectors are well defined."""
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    R = [torch.randn(m, n, generator=g, dtype=f64) / n ** 0.5 for _ in range(T - 1)]
+    L = torch.randn(m, rank, generator=g, dtype=f64) @ torch.randn(rank, n, generator=g, dtype=f64) / n ** 0.5
+    if tiny is not None:
+        Q1, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=f64))
+        Q2, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=f64))
+        P1 = Q1 - L @ torch.linalg.pinv(L) @ Q1  # outside L's column and row spaces
+        P2 = Q2 - torch.linalg.pinv(L) @ L @ Q2
+        U_t = torch.linalg.qr(P1[:, : tiny.numel()])[0]
+        V_t = torch.linalg.qr(P2[:, : tiny.numel()])[0]
+        L = L + (U_t * tiny.double()) @ V_t.T
+    last = L - sum(R) if R else L
+    return torch.stack([*R, last]).to(dtype)

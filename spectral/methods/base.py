@@ -75,6 +75,48 @@ ALPHA = Param(
 )
 
 
+#: float32's machine epsilon: the rank cut's tolerance is that of the checkpoints' precision, whatever the compute dtype
+FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+RANK_CUT_CHOICES = ("all", "numerical")
+
+
+def rank_tolerance(shape: tuple[int, int]) -> float:
+    """The numerical rank cut's tolerance relative to σ₁: ``max(m, n) · eps(float32)`` (NumPy's matrix_rank rule at
+    the float32 precision of the checkpoints; the same cut in a float64 run, so float64 runs are references of the
+    float32 ones rather than another method)."""
+    return max(shape) * FLOAT32_EPS
+
+
+def kept_rank(S: Tensor, shape: tuple[int, int], rank_cut: str) -> int:
+    """How many of the descending singular values ``S`` a method keeps under ``rank_cut``.
+
+    ``"all"`` (the Iso and TSV authors' code, FusionBench): every one of them. ``"numerical"``: those above
+    ``σ₁ · rank_tolerance(shape)``; the directions below it are float32 round-off of a rank-deficient matrix, and
+    their singular vectors are an arbitrary completion of the basis.
+    """
+    if rank_cut == "all":
+        return int(S.shape[-1])
+    if rank_cut != "numerical":
+        raise ParameterError(f"rank_cut must be one of {list(RANK_CUT_CHOICES)}, got {rank_cut!r}")
+    if S.numel() == 0:
+        return 0
+    s_max = float(S.max())
+    if s_max == 0.0:
+        return 0
+    return int((S > s_max * rank_tolerance(shape)).sum())
+
+
+def rank_cut_param(default: str) -> Param:
+    """The ``rank_cut`` parameter of the spectral methods (issue 28)."""
+    return Param(
+        "rank_cut", default, "choice", choices=RANK_CUT_CHOICES, label="rank cut",
+        help="'all': keep every direction, as the authors' code and FusionBench do (directions of a numerically "
+             "rank-deficient matrix, whose singular vectors are arbitrary, are kept too). 'numerical': drop the "
+             "directions below σ₁·max(m, n)·eps(float32).",
+    )
+
+
 class LayerFactors:
     """The decompositions of ONE layer's task matrices that methods read, computed lazily.
 

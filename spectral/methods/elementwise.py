@@ -13,17 +13,21 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from spectral.errors import ParameterError
 from spectral.methods.base import ALPHA, Method, Param, as_float
 
 Progress = Callable[[int, int, str], None]
 
 
-def ties_thresholds(task_vectors: Mapping[str, Tensor], density: float) -> Tensor:
-    """Per-task magnitude threshold keeping the top ``density`` fraction of the whole flattened task vector.
+TRIM_CHOICES = ("global", "per_tensor")
 
-    With d entries, exactly int(density · d) entries (ties aside) have |Δ| ≥ the threshold. (The reference
-    ``topk_values_mask`` thresholds at the (d − int(density · d))-th smallest value and so keeps one entry more;
-    at model scale the two agree to one part in 10⁷.)
+
+def ties_thresholds(task_vectors: Mapping[str, Tensor], density: float) -> Tensor:
+    """Per-task magnitude threshold of the TIES authors' ``topk_values_mask`` over the whole flattened task vector.
+
+    With d entries and k = int(density · d), the threshold is the (d − k)-th smallest |Δ| and every entry with
+    |Δ| ≥ it is kept: k + 1 entries (ties aside), as in the authors' code and FusionBench. density = 1 keeps
+    every entry (the authors' code fails there: the 0-th smallest value does not exist).
     """
     keys = list(task_vectors)
     first = task_vectors[keys[0]]
@@ -32,8 +36,8 @@ def ties_thresholds(task_vectors: Mapping[str, Tensor], density: float) -> Tenso
     for t in range(T):
         flat = torch.cat([as_float(task_vectors[key][t]).reshape(-1).abs() for key in keys])
         d = flat.numel()
-        keep = int(d * density)
-        thresholds[t] = float("inf") if keep == 0 else float(flat.kthvalue(d - keep + 1).values)
+        rank = d - int(d * density)
+        thresholds[t] = 0.0 if rank <= 0 else float(flat.kthvalue(rank).values)
         del flat
     return thresholds
 
@@ -44,13 +48,55 @@ def _trimmed(stacked: Tensor, thresholds: Tensor) -> Tensor:
     return x * (x.abs() >= thr)
 
 
+def trim_per_tensor(stacked: Tensor, density: float) -> Tensor:
+    """mergekit's ``sparsify`` magnitude trim of one key's stacked (T, ...) task vectors: per task, the
+    ``int(density · numel)`` largest magnitudes of this tensor alone (exactly that many; none when it is 0, where
+    mergekit refuses), the rest set to zero. density ≥ 1 keeps the tensor."""
+    x = as_float(stacked)
+    if density >= 1.0:
+        return x
+    flat = x.reshape(x.shape[0], -1)
+    keep = int(density * flat.shape[1])
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    if keep > 0:
+        mask.scatter_(1, flat.abs().topk(keep, dim=1).indices, True)
+    return (flat * mask).reshape(x.shape)
+
+
+def _ties_per_tensor(task_vectors: Mapping[str, Tensor], alpha: float, density: float,
+                     progress: Progress | None) -> dict[str, Tensor]:
+    # mergekit's TIES (generalized task arithmetic, consensus "sum", normalize): per tensor, sign = +1 where
+    # Σ_t trimmed ≥ 0 else −1; the mean over the non-zero trimmed entries of that sign
+    keys = list(task_vectors)
+    merged: dict[str, Tensor] = {}
+    for i, key in enumerate(keys):
+        trimmed = trim_per_tensor(task_vectors[key], density)
+        sign = torch.where(trimmed.sum(0) >= 0, 1.0, -1.0).to(trimmed.dtype)
+        agree = torch.sign(trimmed) == sign
+        count = agree.sum(0).clamp(min=1)
+        merged[key] = alpha * (trimmed * agree).sum(0) / count
+        if progress:
+            progress(i + 1, len(keys), f"TIES (per tensor): {key}")
+    return merged
+
+
 def ties(
-    task_vectors: Mapping[str, Tensor], *, alpha: float = 1.0, density: float = 0.2, progress: Progress | None = None
+    task_vectors: Mapping[str, Tensor], *, alpha: float = 1.0, density: float = 0.2, trim: str = "global",
+    progress: Progress | None = None,
 ) -> dict[str, Tensor]:
     """TIES-Merging (Yadav et al. 2023): trim to the top-``density`` entries of each task vector by magnitude,
-    elect each entry's sign by the sign of the summed trimmed mass (zeros take the majority sign of the whole
-    model), and average only the entries that agree with it (disjoint mean). Returns alpha · τ_TIES per key.
+    elect each entry's sign by the sign of the summed trimmed mass, and average only the entries that agree with
+    it (disjoint mean). Returns alpha · τ_TIES per key.
+
+    ``trim="global"`` is the TIES authors' code (and FusionBench): the trim ranks the whole flattened task vector
+    (int(d·density) + 1 entries kept, :func:`ties_thresholds`), entries whose elected sign is 0 take the sign of
+    the sum of all elected signs (itself 0 when they balance, which then selects negative entries, as there).
+    ``trim="per_tensor"`` is mergekit's: per tensor and per task, int(density·numel) entries, zero sums elect +.
     """
+    if trim == "per_tensor":
+        return _ties_per_tensor(task_vectors, alpha, density, progress)
+    if trim != "global":
+        raise ParameterError(f"ties: trim must be one of {list(TRIM_CHOICES)}, got {trim!r}")
     keys = list(task_vectors)
     thresholds = ties_thresholds(task_vectors, density)
     elected: dict[str, Tensor] = {}
@@ -61,7 +107,7 @@ def ties(
         elected[key] = sign.to(torch.int8)
         if progress:
             progress(i + 1, 2 * len(keys), f"TIES signs: {key}")
-    majority = 1 if sign_total >= 0 else -1
+    majority = 1.0 if sign_total > 0 else (-1.0 if sign_total < 0 else 0.0)
     merged: dict[str, Tensor] = {}
     for i, key in enumerate(keys):
         trimmed = _trimmed(task_vectors[key], thresholds)
@@ -119,6 +165,10 @@ TIES = Method(
         ALPHA,
         Param("density", 0.2, "float", 0.0, 1.0, 0.01, label="density (top-k %)",
               help="Fraction of each task vector's entries kept by magnitude (paper default 20%)."),
+        Param("trim", "global", "choice", choices=TRIM_CHOICES, label="trim over",
+              help="'global': the TIES authors' code and FusionBench (top entries of the whole flattened task "
+                   "vector, int(d·density)+1 kept). 'per_tensor': mergekit (each tensor of each task alone, "
+                   "int(density·numel) kept; zero sign sums elect +)."),
     ),
     model_fn=ties,
     description="Trim, elect sign, disjoint mean over the whole flattened task vectors.",

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from spectral import linalg
 from spectral.errors import ShapeMismatchError
-from spectral.methods.base import ALPHA, LayerFactors, Method, Param, as_float
+from spectral.methods.base import ALPHA, LayerFactors, Method, Param, as_float, kept_rank, rank_cut_param
 
 
 def compress_factors(U: Tensor, S: Tensor, V: Tensor, *, k_frac: float) -> Tensor:
@@ -24,18 +24,21 @@ def compress_layer(task_matrix: Tensor, *, k_frac: float) -> Tensor:
     return compress_factors(*linalg.thin_svd(as_float(task_matrix)), k_frac=k_frac)
 
 
-def concatenated_top_k(U: Tensor, S: Tensor, V: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+def concatenated_top_k(
+    U: Tensor, S: Tensor, V: Tensor, k: int, rank_cut: str = "numerical"
+) -> tuple[Tensor, Tensor, Tensor]:
     """``[U_1,k | … | U_T,k]``, the block-diagonal Σ as a vector, and ``[V_1,k | … | V_T,k]`` (TSV Alg. 1, l. 5-7).
 
-    Components whose singular value is numerically zero are dropped: their singular vectors are an arbitrary
-    completion of the basis, and orthogonalising them together with the real ones would rotate the real ones
-    by an arbitrary amount. Real task matrices are full rank, so for them nothing is dropped.
+    With ``rank_cut="numerical"`` components whose singular value is numerically zero are dropped: their singular
+    vectors are an arbitrary completion of the basis, and orthogonalising them together with the real ones would
+    rotate the real ones by an arbitrary amount. ``"all"`` keeps them, as the TSV authors' code does. Real
+    full fine-tunes are full rank, so for them the two agree; low-rank task matrices (LoRA) are where they differ.
     """
     T, m, _ = U.shape
     n = V.shape[1]
     keep = torch.zeros(T, k, dtype=torch.bool, device=S.device)
     for t in range(T):
-        keep[t, : min(k, linalg.numerical_rank(S[t], (m, n)))] = True
+        keep[t, : min(k, kept_rank(S[t], (m, n), rank_cut))] = True
     keep = keep.reshape(-1)
     U_cat = U[:, :, :k].permute(1, 0, 2).reshape(m, T * k)[:, keep]
     V_cat = V[:, :, :k].permute(1, 0, 2).reshape(n, T * k)[:, keep]
@@ -43,7 +46,8 @@ def concatenated_top_k(U: Tensor, S: Tensor, V: Tensor, k: int) -> tuple[Tensor,
 
 
 def tsv_m(
-    layer: LayerFactors, *, alpha: float = 1.0, k_frac: float | None = None, orthogonalisation: str = "procrustes"
+    layer: LayerFactors, *, alpha: float = 1.0, k_frac: float | None = None, orthogonalisation: str = "procrustes",
+    rank_cut: str = "numerical",
 ) -> Tensor:
     """TSV-Merge (TSV Alg. 1; Eq. 5 and Eq. 8): alpha · U⊥ Σ V⊥ᵀ.
 
@@ -51,10 +55,12 @@ def tsv_m(
     column concatenations across tasks and are replaced by their polar factors (Procrustes, Eq. 8) or, as an
     option, by whitening X (XᵀX)^{-1/2} (§4.2, App. D.2.1), which Prop. 4.1 shows is the same map.
     If T·k > r the polar factor is that of the rank-r part (see :func:`spectral.linalg.polar_factor`).
+    ``rank_cut`` (see :func:`concatenated_top_k`): "all" is the authors' code, "numerical" drops each task's
+    numerically-zero components before orthogonalising.
     """
     T = layer.num_tasks
     k = linalg.rank_from_fraction(k_frac if k_frac is not None else 1.0 / T, layer.rank)
-    U_cat, S_cat, V_cat = concatenated_top_k(*layer.task_svd(), k)
+    U_cat, S_cat, V_cat = concatenated_top_k(*layer.task_svd(), k, rank_cut)
     if S_cat.numel() == 0:
         return torch.zeros(layer.shape, dtype=U_cat.dtype, device=U_cat.device)
     U_perp = linalg.orthogonalise(U_cat, orthogonalisation)
@@ -85,7 +91,9 @@ TSV_M = Method(
     name="tsv_m",
     display_name="TSV-M",
     paper="Gargiulo et al. 2025, Task Singular Vectors (Alg. 1)",
-    params=(ALPHA, K_FRAC, ORTHO),
+    # rank_cut "numerical" by default: identical to the authors' "all" on full fine-tunes; on low-rank (LoRA) task
+    # matrices "all" orthogonalises arbitrary completion vectors together with the real ones (README, methods table)
+    params=(ALPHA, K_FRAC, ORTHO, rank_cut_param("numerical")),
     layer_fn=tsv_m,
     non_matrix="alpha_mean",
     description="Top-1/T singular components of every task, decorrelated across tasks by orthogonal Procrustes.",

@@ -16,10 +16,14 @@ def test_magmax_hand_computed():
                              [-2.0, 1.0, 2.0, -0.5],
                              [0.5, 2.5, -2.0, 0.25]]),
           "b": torch.tensor([[0.0], [-1.0], [1.0]])}
-    out = magmax(tv, alpha=0.5)
+    out = magmax(tv, alpha=0.5, tie_break="first")
     # largest |.| per column: -2 (task 1), -3 (task 0), 2 / 2 / -2 tie → task 0's 2, 0.5 / -0.5 tie → task 0's 0.5
     torch.testing.assert_close(out["w"], 0.5 * torch.tensor([-2.0, -3.0, 2.0, 0.5]))
     torch.testing.assert_close(out["b"], 0.5 * torch.tensor([-1.0]))  # |-1| = |1|: the earlier task
+    # the authors' rule (default): ties go to the later task: 2 / 2 / -2 → task 2's -2, 0.5 / -0.5 → task 1's -0.5
+    last = magmax(tv, alpha=0.5)
+    torch.testing.assert_close(last["w"], 0.5 * torch.tensor([-2.0, -3.0, -2.0, -0.5]))
+    torch.testing.assert_close(last["b"], 0.5 * torch.tensor([1.0]))
 
 
 def test_magmax_engine_merges_every_parameter(tmp_path):
@@ -28,7 +32,7 @@ def test_magmax_engine_merges_every_parameter(tmp_path):
     merged = engine.merge("magmax", alpha=0.7)
     for key in engine.taskset.keys:
         stacked = engine.taskset.task_matrices(key)
-        idx = stacked.abs().argmax(0, keepdim=True)
+        idx = (stacked.shape[0] - 1) - stacked.abs().flip(0).argmax(0, keepdim=True)  # ties: the later task
         torch.testing.assert_close(merged[key], base[key] + 0.7 * stacked.gather(0, idx)[0])
     assert get_method("magmax").resolve_params({})["alpha"] == 0.5
 

@@ -146,13 +146,16 @@ def test_compress_layer_is_top_k_reconstruction(shape):
 
 
 def test_ties_hand_computed():
-    # two tasks, four entries, keep top 50% per task by magnitude
+    # two tasks, four entries, density 50 %
     tv = {"w": torch.tensor([[3.0, -1.0, 2.0, 0.5], [-4.0, 2.0, 1.0, -0.1]])}
+    # the authors' global trim keeps |x| ≥ the (4 − 2)-th smallest |x|: three entries per task
+    # trimmed: t0 = [3, -1, 2, 0], t1 = [-4, 2, 1, 0]; signs of sums: [-, +, +, 0 → majority sign(-1+1+1) = +]
     out = ties(tv, alpha=1.0, density=0.5)["w"]
-    # trimmed: t0 = [3, 0, 2, 0], t1 = [-4, 2, 0, 0]; signs of sums: [-, +, +, 0→majority]
-    # majority sign = sign(-1 + 1 + 1 + 0) = +; disjoint means: [-4, 2, 2, 0]
-    torch.testing.assert_close(out, torch.tensor([-4.0, 2.0, 2.0, 0.0]))
+    torch.testing.assert_close(out, torch.tensor([-4.0, 2.0, 1.5, 0.0]))
     torch.testing.assert_close(ties(tv, alpha=0.5, density=0.5)["w"], 0.5 * out)
+    # mergekit's per-tensor trim keeps int(0.5 · 4) = 2: t0 = [3, 0, 2, 0], t1 = [-4, 2, 0, 0]; zero sum elects +
+    per_tensor = ties(tv, alpha=1.0, density=0.5, trim="per_tensor")["w"]
+    torch.testing.assert_close(per_tensor, torch.tensor([-4.0, 2.0, 2.0, 0.0]))
 
 
 def test_ties_density_one_agreeing_signs_is_mean():
