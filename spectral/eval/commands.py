@@ -151,7 +151,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         df["ci_low"], df["ci_high"] = [ci[t][0] for t in accs], [ci[t][1] for t in accs]
     params = {} if args.method in ("zeroshot", "finetuned") else ev.resolve(args.method, args.alpha,
                                                                              **parse_params(args.param))
-    scope = (f"estimate: stratified subsample of {result.key.subsample} images per task, 95% Wilson interval"
+    interval = ("95% Wilson interval" if not result.bounds
+                else "95% intervals: Wilson for accuracy, stratified bootstrap percentile for MCC")
+    scope = (f"estimate: stratified subsample of {result.key.subsample} examples per task, {interval}"
              if result.is_subsample else "whole split")
     print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split · {scope}")
     table = df.set_index("task")
