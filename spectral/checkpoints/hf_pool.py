@@ -304,12 +304,12 @@ class HFPool(ModelPool):
     ) -> TaskScores:
         """Matthews correlation (CoLA) or accuracy per task of a canonical body, each task through its own model
         class and head (:func:`spectral.eval.text.text_task_estimates`), text streamed in padded batches of at most
-        64 (``batch_size`` caps it). A subsample's Matthews correlations carry their bootstrap interval."""
+        64 (``batch_size`` caps it). Matthews correlations carry their bootstrap interval."""
         from spectral.eval.text import text_task_estimates
 
         est = text_task_estimates(self, state_dict, tasks=tasks, split=split, device=device,
                                   batch_size=min(int(batch_size), 64), progress=progress, subsample=subsample)
-        bounds = {t: (e.low, e.high) for t, e in est.items() if e.subsample and e.method != "wilson"}
+        bounds = {t: (e.low, e.high) for t, e in est.items() if e.method != "wilson"}
         return TaskScores({t: e.score for t, e in est.items()}, {t: e.n for t, e in est.items()}, bounds)
 
     def task_forward(self, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,

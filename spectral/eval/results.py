@@ -166,9 +166,14 @@ class Result:
         many images)."""
         from spectral.metrics.estimate import wilson_interval
 
-        return {t: self.bounds[t] if t in self.bounds
-                else wilson_interval(round(a * self.counts.get(t, 0)), self.counts.get(t, 0))
-                for t, a in self.accuracies.items()}
+        def interval(t: str, a: float) -> tuple[float, float]:
+            if t in self.bounds:
+                return self.bounds[t]
+            if not 0.0 <= a <= 1.0:  # not a proportion (a correlation stored without its interval): none known
+                return (math.nan, math.nan)
+            return wilson_interval(round(a * self.counts.get(t, 0)), self.counts.get(t, 0))
+
+        return {t: interval(t, a) for t, a in self.accuracies.items()}
 
 
 _SCHEMA = """

@@ -105,7 +105,7 @@ def test_a_subsampled_mcc_keeps_its_bootstrap_interval_in_the_store(lm_pool, tmp
     store = tmp_path / "r.sqlite"
     ev = Evaluator(lm_pool, store=store, device="cpu", cache_dir=tmp_path)
     result = ev.reference_result("finetuned", subsample=10)
-    assert result.is_subsample and set(result.bounds) == {"cola"}
+    assert result.is_subsample and set(result.bounds) == {"cola"}  # accuracies' intervals are Wilson's
     low, high = result.bounds["cola"]
     assert low <= result.accuracies["cola"] <= high
     again = Evaluator(lm_pool, store=store, device="cpu", cache_dir=tmp_path).reference_result("finetuned",
