@@ -1,4 +1,8 @@
-"""How a pool compares to real CLIP fine-tunes: the four properties the demo zoo is designed to have.
+"""How a pool compares to real fine-tunes: the four properties the demo zoos are designed to have.
+
+The CLIP zoo is compared with CLIP ViT-B/32 × 8 tasks, the language zoo ``lm-zoo-7`` with GPT-2 × 7 GLUE tasks
+(AdaRank Table 3; scores are accuracy, CoLA's Matthews correlation, "zero-shot" is the base body with each
+fine-tune's own head): :data:`PROFILES` holds each family's goals and the papers' values.
 
 1. ``finetune_gap`` — fine-tuned minus zero-shot mean accuracy (points; ViT-B/32 × 8: 92.8 − 48.3 = 44.5);
 2. ``tsv_c_10_normalized`` — TSV-C at k = int(0.1 · r) per task, normalised accuracy (TSV Tab. 2-3: 99.7 %):
@@ -45,7 +49,44 @@ GOALS: dict[str, tuple[str, float]] = {
     "mean_abs_cosine": ("<=", 0.1),
 }
 
-REPORT_VERSION = 1
+#: GPT-2 × 7 GLUE tasks, AdaRank Table 3 (mean score ×100; Task Arithmetic there is at the paper's α)
+PAPER_GPT2_GLUE = {
+    "finetuned_mean": 76.80,
+    "ta_best_normalized": None,
+}
+
+#: the language zoo's goals (issue 23): fine-tuned beats the base-with-head by ≥ 20 points; TA at α = 1 loses ≥ 5
+#: points to its best α; TSV-C at 10 % of the rank keeps ≥ 95 % of the fine-tuned score
+GOALS_LM: dict[str, tuple[str, float]] = {
+    "finetune_gap": (">=", 20.0),
+    "tsv_c_10_normalized": (">=", 95.0),
+    "ta_alpha1_loss": (">=", 5.0),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a family's zoo is compared with: the papers' values, the goals and the column heading."""
+
+    paper: dict[str, float | None]
+    goals: dict[str, tuple[str, float]]
+    paper_heading: str
+    #: the merges whose normalised score ``methods=True`` reports
+    methods: tuple[str, ...]
+
+
+PROFILES: dict[str, Profile] = {
+    "clip": Profile(PAPER_VIT_B32_8, GOALS, "papers (ViT-B/32 × 8)", ("tsv_m", "iso_c", "iso_cts")),
+    "lm": Profile(PAPER_GPT2_GLUE, GOALS_LM, "paper (GPT-2 × 7 GLUE)",
+                  ("weight_average", "ties", "cart", "tsv_m", "iso_c", "iso_cts")),
+}
+
+
+def profile_of(pool: Any) -> Profile:
+    return PROFILES.get(getattr(pool, "family", "clip") or "clip", PROFILES["clip"])
+
+
+REPORT_VERSION = 2
 
 
 def _noop(i: int, n: int, text: str) -> None:
@@ -64,15 +105,16 @@ class ReportLine:
     description: str = ""
 
 
-def _line(name: str, value: float, description: str) -> ReportLine:
-    goal = GOALS.get(name)
+def _profile_line(name: str, value: float, description: str, profile: Profile | None = None) -> ReportLine:
+    profile = profile or PROFILES["clip"]
+    goal = profile.goals.get(name)
     holds = None
     text = ""
     if goal is not None:
         op, threshold = goal
         holds = bool(value >= threshold) if op == ">=" else bool(value <= threshold)
         text = f"{op} {threshold:g}"
-    return ReportLine(name, float(value), PAPER_VIT_B32_8.get(name), text, holds, description)
+    return ReportLine(name, float(value), profile.paper.get(name), text, holds, description)
 
 
 def zoo_report(
@@ -80,28 +122,38 @@ def zoo_report(
     *,
     k_frac: float = 0.1,
     alphas: Sequence[float] | None = None,
-    select_split: str = "val",
+    select_split: str | None = None,
     methods: bool = False,
     progress: Progress | None = None,
 ) -> list[ReportLine]:
     """The four properties of ``ev``'s pool (an :class:`spectral.eval.evaluate.Evaluator`) on its split, and with
-    ``methods`` the normalised accuracy of TSV-M, Iso-C and Iso-CTS and the best NAI (α chosen on
-    ``select_split``). Accuracies are percentages; NAI is a fraction."""
+    ``methods`` the normalised score of the family's compared merges (CLIP: TSV-M, Iso-C, Iso-CTS; language
+    models also weight averaging, TIES and CART) and the best NAI (α chosen on ``select_split``: CLIP's
+    validation split; for GLUE-style pools the validation split the papers report, as GLUE's test labels are not
+    public). Scores are percentages (accuracy, or CoLA's Matthews correlation); NAI is a fraction."""
     from spectral import analysis
     from spectral.eval import sweeps
+
+    profile = profile_of(ev.pool)
+    if select_split is None:
+        select_split = "val" if ev.pool.family == "clip" else ev.split
+
+    def _line(name: str, value: float, description: str) -> ReportLine:
+        return _profile_line(name, value, description, profile)
 
     progress = progress or _noop
     alphas = tuple(alphas) if alphas is not None else sweeps.ALPHAS
     tasks = list(ev.pool.task_names)
-    steps = 4 + (3 if methods else 0)
+    steps = 4 + (len(profile.methods) if methods else 0)
     progress(0, steps, "zero-shot and fine-tuned accuracy")
     ft, zs = ev.finetuned(), ev.zeroshot()
     mean_ft = 100 * sum(ft.values()) / len(tasks)
     mean_zs = 100 * sum(zs.values()) / len(tasks)
     lines = [
-        _line("zeroshot_mean", mean_zs, "pre-trained image tower with the zero-shot heads, mean accuracy %"),
-        _line("finetuned_mean", mean_ft, "each task's fine-tuned tower on its own task, mean accuracy %"),
-        _line("finetune_gap", mean_ft - mean_zs, "fine-tuned minus zero-shot mean accuracy, points"),
+        _line("zeroshot_mean", mean_zs, "pre-trained image tower with the zero-shot heads, mean accuracy %"
+              if ev.pool.family == "clip" else "pre-trained body with each fine-tune's head, mean score %"),
+        _line("finetuned_mean", mean_ft, "each task's fine-tuned model on its own task, mean score %"),
+        _line("finetune_gap", mean_ft - mean_zs, "fine-tuned minus zero-shot (base with heads) mean score, points"),
     ]
     progress(1, steps, f"TSV-C at {k_frac:g} of the rank")
     tsv_c = {t: ev.compressed(t, k_frac) for t in tasks}
@@ -127,21 +179,23 @@ def zoo_report(
 
     if methods:
         nai_best = -math.inf
-        for i, method in enumerate(("tsv_m", "iso_c", "iso_cts")):
+        for i, method in enumerate(profile.methods):
             progress(4 + i, steps, f"{method}: α on validation")
             alpha = sweeps.best_alpha(ev, method, alphas, split=select_split)
             s = ev.summary(ev.merged(method, alpha=alpha))
             lines.append(_line(f"{method}_normalized", 100 * s.normalized, f"{method}, α on validation, normalised %"))
             nai_best = max(nai_best, s.nai)
-        lines.append(_line("best_nai", nai_best, "best NAI (Iso Eq. 4) of TSV-M, Iso-C, Iso-CTS"))
+        lines.append(_line("best_nai", nai_best, "best NAI (Iso Eq. 4) of " + ", ".join(profile.methods)))
     progress(steps, steps, "report done")
     return lines
 
 
-def report_frame(lines: Sequence[ReportLine]) -> pd.DataFrame:
-    """The report as a table: property, this pool, papers (ViT-B/32 × 8), goal, holds, what it is."""
+def report_frame(lines: Sequence[ReportLine], family: str = "clip") -> pd.DataFrame:
+    """The report as a table: property, this pool, the papers' value (ViT-B/32 × 8, or GPT-2 × 7 GLUE for a
+    language pool), goal, holds, what it is."""
+    heading = PROFILES.get(family, PROFILES["clip"]).paper_heading
     return pd.DataFrame(
-        [{"property": ln.name, "this pool": round(ln.value, 3), "papers (ViT-B/32 × 8)": ln.paper,
+        [{"property": ln.name, "this pool": round(ln.value, 3), heading: ln.paper,
           "goal": ln.goal, "holds": "" if ln.holds is None else ("yes" if ln.holds else "NO"),
           "what": ln.description} for ln in lines]
     )

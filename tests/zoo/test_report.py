@@ -76,9 +76,14 @@ def test_lines_table_and_storage(report, micro_pool, tmp_path):
 
 
 def test_goal_direction():
-    from spectral.zoo.report import _line
+    from spectral.zoo.report import PROFILES, _profile_line as _line
 
     assert _line("mean_abs_cosine", 0.05, "").holds is True
     assert _line("mean_abs_cosine", 0.2, "").holds is False
     assert _line("tsv_c_10_normalized", 96.9, "").holds is False
     assert _line("zeroshot_mean", 50.0, "").holds is None and ReportLine("x", 1.0).paper is None
+    # the language zoo's goals (issue 23): TSV-C at 10 % keeps ≥ 95 %, the fine-tuning gap is ≥ 20 points
+    lm = PROFILES["lm"]
+    assert _line("tsv_c_10_normalized", 96.9, "", lm).holds is True
+    assert _line("finetune_gap", 19.0, "", lm).holds is False and _line("finetune_gap", 21.0, "", lm).holds is True
+    assert _line("mean_abs_cosine", 0.5, "", lm).holds is None  # no goal for it there
