@@ -111,7 +111,8 @@ def session_alive(session_id: str) -> bool:
 class Waiters:
     """The sessions waiting for one job, with when each was last seen connected (thread-safe)."""
 
-    def __init__(self, grace_s: float = SESSION_GRACE_S) -> None:
+    def __init__(self, grace_s: float | None = None) -> None:
+        #: None: :data:`SESSION_GRACE_S` as it is when checked
         self.grace_s = grace_s
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -135,7 +136,8 @@ class Waiters:
             for sid in list(self._seen):
                 if session_alive(sid):
                     self._seen[sid] = now
-            return all(now - seen > self.grace_s for seen in self._seen.values())
+            grace = SESSION_GRACE_S if self.grace_s is None else self.grace_s
+            return all(now - seen > grace for seen in self._seen.values())
 
 
 # -- the queue ----------------------------------------------------------------------------------------------------
