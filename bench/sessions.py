@@ -2,8 +2,8 @@
 
 Starts the dashboard with the README's command (``streamlit run app.py``, on a free port; the project's config
 makes it listen on 127.0.0.1) and drives N headless chromium sessions (Playwright, Debian's chromium) that move
-the merge lab's TSV-M k-fraction slider at the same time, each session through its own values (so no two moves
-share a result), for N = 1, 4 and 8 on the same server. A move's latency runs from the key press to the radar's
+the merge lab's TSV-M α slider at the same time, each session through its own values (and each round at its own
+k fraction, so no two moves share a result), for N = 1, 4 and 8 on the same server. A move's latency runs from the key press to the radar's
 new data drawn in that session's page. Prints ``name: value`` lines:
 
     pool                                 the pool the server opened
@@ -17,7 +17,7 @@ new data drawn in that session's page. Prints ``name: value`` lines:
 
     python bench/sessions.py                      # zoo-8 (built first if missing: minutes on CPU)
     python bench/sessions.py --pool micro         # the seconds-sized micro zoo (spectral.zoo.build_micro_zoo)
-    python bench/sessions.py --sessions 1,4,8 --moves 6 --think 1.0
+    python bench/sessions.py --sessions 1,4,8 --moves 4 --think 1.0
 
 Each session waits ``--think`` seconds between its moves (a person reading the radar), so N sessions are N people
 working at once, not N scripts hammering the server back to back.
@@ -47,7 +47,11 @@ IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stSkeleton"]') && !!document.querySelector('.js-plotly-plot')"""
 ERRORS_JS = """() => document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]')
     .length"""
-SLIDER = ".st-key-ml_tsv_m_k_frac"  # the TSV-M k-fraction slider's container (its key)
+SLIDER = ".st-key-ml_tsv_m_alpha"  # the TSV-M α slider's container (its key): every step is a new merge
+#: done: the radar shows new data, or (a move whose accuracies did not change) the URL has the new value and the
+#: page is idle
+DONE_JS = f"""([b, want]) => {{ const now = ({CHART_JS})(); if (now !== b) return true;
+    return location.search.includes(want) && ({IDLE_JS})(); }}"""
 
 
 def micro_pool() -> Any:
@@ -130,9 +134,10 @@ async def _settle(page: Any, timeout_ms: float) -> None:
         calm = calm + 1 if await page.evaluate(IDLE_JS) else 0
 
 
-async def _session(browser: Any, url: str, start: float, moves: int, think: float, timeout_ms: float,
-                   outside: list[str]) -> tuple[list[float], int]:
-    """One person: open the merge lab at k fraction ``start``, then ``moves`` right-arrow moves, timing each."""
+async def _session(browser: Any, url: str, start: float, k_frac: float, moves: int, think: float,
+                   timeout_ms: float, outside: list[str]) -> tuple[list[float], int]:
+    """One person: open the merge lab at TSV-M α ``start`` (and ``k_frac``), then ``moves`` right-arrow moves
+    (α + 0.05 each), timing each."""
     from urllib.parse import urlsplit
 
     context = await browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -150,16 +155,18 @@ async def _session(browser: Any, url: str, start: float, moves: int, think: floa
     latencies: list[float] = []
     errors = 0
     try:
-        await page.goto(f"{url}/merge_lab?ml_tsv_m_k_frac={start:.3f}", timeout=timeout_ms)
+        await page.goto(f"{url}/merge_lab?ml_tsv_m_k_frac={k_frac:g}&ml_tsv_m_alpha={start:.2f}",
+                        timeout=timeout_ms)
         await _settle(page, timeout_ms)
-        for _ in range(moves):
+        for move in range(moves):
             before = await page.evaluate(CHART_JS)
             slider = page.locator(SLIDER).get_by_role("slider")
             await slider.focus()
             t0 = time.perf_counter()
             await page.keyboard.press("ArrowRight")
             try:
-                await page.wait_for_function(f"(b) => ({CHART_JS})() !== b", arg=before, timeout=timeout_ms)
+                want = f"ml_tsv_m_alpha={start + 0.05 * (move + 1):.2f}".rstrip("0").rstrip(".")
+                await page.wait_for_function(DONE_JS, arg=[before, want], timeout=timeout_ms)
                 latencies.append(1000 * (time.perf_counter() - t0))
             except Exception:  # noqa: BLE001 - a move that never showed its result
                 errors += 1
@@ -167,7 +174,7 @@ async def _session(browser: Any, url: str, start: float, moves: int, think: floa
             errors += int(await page.evaluate(ERRORS_JS))
             await page.wait_for_timeout(1000 * think)
     except Exception as err:  # noqa: BLE001 - the session broke: counted, the others go on
-        print(f"# session at {start:.3f} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"# session at α {start:.2f} failed: {type(err).__name__}: {err}", file=sys.stderr)
         errors += 1
     finally:
         await context.close()
@@ -175,16 +182,16 @@ async def _session(browser: Any, url: str, start: float, moves: int, think: floa
 
 
 async def _round(chromium: str, url: str, n: int, moves: int, think: float, timeout_ms: float,
-                 offset: int) -> tuple[list[float], int]:
+                 k_frac: float) -> tuple[list[float], int]:
     from playwright.async_api import async_playwright
 
     outside: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         try:
-            # each session its own k fractions (0.005 steps), far from every other session's and earlier rounds'
-            starts = [0.05 + 0.9 * ((offset + i) % 64) / 64 for i in range(n)]
-            results = await asyncio.gather(*(_session(browser, url, s, moves, think, timeout_ms, outside)
+            # each session its own α values (7 steps apart), each round its own k fraction: no move repeats a merge
+            starts = [0.2 + 0.35 * i for i in range(n)]
+            results = await asyncio.gather(*(_session(browser, url, s, k_frac, moves, think, timeout_ms, outside)
                                              for s in starts))
         finally:
             await browser.close()
@@ -203,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default="zoo-8", help="zoo-8 (default), another pool spec, or 'micro'")
     parser.add_argument("--sessions", default="1,4,8", help="session counts, comma-separated (default 1,4,8)")
-    parser.add_argument("--moves", type=int, default=6, help="slider moves per session (default 6)")
+    parser.add_argument("--moves", type=int, default=4, help="slider moves per session (default 4, at most 6)")
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's moves (default 1)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a move or page may take")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds a move or page may take")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.sessions.split(",") if c.strip()]
+    if max(counts) > 8 or not 1 <= args.moves <= 6:
+        parser.error("at most 8 sessions and 1 to 6 moves (each session's α values stay apart, inside [0, 3])")
     chromium = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         print("needs Debian's chromium (apt-get install -y chromium)", file=sys.stderr)
@@ -239,16 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # warm-up: the pool opened, the SVD cache built, references evaluated (once per pool, shared by all)
         t0 = time.perf_counter()
-        warm, warm_errors = asyncio.run(_round(chromium, url, 1, 1, 0.0, 3 * timeout_ms, offset=63))
+        warm, warm_errors = asyncio.run(_round(chromium, url, 1, 1, 0.0, 3 * timeout_ms, k_frac=0.9))
         print(f"warmup_s: {time.perf_counter() - t0:.1f}")
         print(f"server_rss_after_warmup_mb: {sampler.peak() / 2**20:.0f}")
         summary: dict[int, tuple[float, float, int, float]] = {}
-        offset = 0
         total_errors = warm_errors
-        for n in counts:
+        for round_index, n in enumerate(counts):
             sampler.reset()
-            latencies, errors = asyncio.run(_round(chromium, url, n, args.moves, args.think, timeout_ms, offset))
-            offset += n
+            k_frac = 0.125 * (1 + round_index)  # another k per round (as an int(k·r) on every pool of r ≥ 8)
+            latencies, errors = asyncio.run(_round(chromium, url, n, args.moves, args.think, timeout_ms, k_frac))
             peak = sampler.peak() / 2**20
             p50 = statistics.median(latencies) if latencies else float("nan")
             p95 = _p95(latencies)
