@@ -41,6 +41,8 @@ from spectral.figures.export import (
 )
 from spectral.methods import get_method
 from spectral.methods.base import Param
+from spectral import serving
+from spectral.roots import POOL_ROOTS_ENV, pool_roots
 
 OTHER_POOL = "Other: pool YAML or checkpoint folder…"
 #: how long a page waits for a job before it draws a progress bar (fast results then appear without flicker)
@@ -67,7 +69,10 @@ def guard(what: str = "") -> Iterator[None]:
 # -- jobs ----------------------------------------------------------------------------------------------------------
 def wait_for(job: Job[Any], label: str) -> Any:
     """The job's result; while it runs, a status box with a progress bar fed from the job (polled here, in the
-    script thread). If the user leaves the page meanwhile, the job keeps running and its result is memoised."""
+    script thread). If the user leaves the page meanwhile, the job keeps running and its result is memoised; if
+    the user closes the tab and no other session waits for it, it is cancelled (:mod:`spectral.serving`). A queued
+    job's bar says how many jobs are ahead of it."""
+    job.attach(session_id())
     if not job.wait(QUICK_WAIT_S):
         holder = st.empty()
         with holder.container():
@@ -101,9 +106,69 @@ def device_options() -> list[str]:
 
 
 @st.cache_resource(show_spinner=False)
-def _workspace(spec: str, device: str, trust_pickle: bool = False) -> Workspace:
-    """One workspace per (pool spec, device, trust), shared by every session (keyed by plain values only)."""
-    return get_workspace(spec, device=device, trust_pickle=trust_pickle)
+def _workspace(spec: str, device: str, trust_pickle: bool = False, roots: tuple[str, ...] = ()) -> Workspace:
+    """One workspace per (pool spec, device, trust, pool roots), shared by every session (keyed by plain values
+    only). The dashboard's workspaces are bounded by the pool roots (:func:`dashboard_roots`)."""
+    from pathlib import Path
+
+    return get_workspace(spec, device=device, trust_pickle=trust_pickle, roots=tuple(Path(r) for r in roots))
+
+
+# -- serving (issue 26): sessions, listening address, pool roots, the job queue -------------------------------------
+def session_id() -> str | None:
+    """This browser session's id (None outside a script run)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
+def _session_connected(sid: str) -> bool:
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():  # AppTest and bare scripts: no runtime to ask, nothing is cancelled
+        return True
+    return Runtime.instance().is_active_session(sid)
+
+
+serving.set_session_probe(_session_connected)
+
+
+def listen_address() -> str:
+    """The address the server listens on (``server.address``; empty: every interface)."""
+    return str(st.get_option("server.address") or "")
+
+
+def served_beyond_loopback() -> bool:
+    return not serving.is_loopback(listen_address())
+
+
+def dashboard_roots() -> tuple[str, ...]:
+    """The pool roots every path typed into the dashboard (or put in its link) must lie in."""
+    return tuple(str(r) for r in pool_roots(cache_dir=default_cache_dir()))
+
+
+def serving_sidebar() -> None:
+    """A notice when the server listens beyond loopback, and the server's job queue (jobs ahead of yours)."""
+    with st.sidebar:
+        if served_beyond_loopback():
+            where = listen_address() or "every network interface"
+            st.warning(f"Served beyond this machine (listening on {where}): anyone who reaches the port can use "
+                       f"this dashboard. Paths are bounded by `{POOL_ROOTS_ENV}`; see the README, *Serving to "
+                       "your group*.", icon="🌐")
+        queue = serving.job_queue()
+        running, waiting = queue.snapshot()
+        if running or waiting:
+            sid = session_id()
+            mine = [i for i, job in enumerate(waiting) if sid in getattr(job, "waiters").sessions()]
+            line = (f"Jobs: {len(running)} running, {len(waiting)} queued (at most {queue.slots} at once)")
+            if mine:
+                ahead = len(running) + mine[0]
+                line += f" · {ahead} ahead of yours"
+            elif any(sid in getattr(job, "waiters").sessions() for job in running):
+                line += " · yours is running"
+            st.caption(line, help="Cache builds, evaluations and sweeps of every session share one queue "
+                                  f"(`{serving.MAX_JOBS_ENV}`). The same job asked for twice runs once.")
 
 
 TRUST_LABEL = "Trust pickled checkpoints"
@@ -129,11 +194,7 @@ def sidebar() -> tuple[str, str, bool]:
         if choice == OTHER_POOL:
             spec = st.text_input("Pool YAML or checkpoint folder", key="pool_path", bind="query-params",
                                  persist_state="session", placeholder="/path/to/pool.yaml").strip()
-        trust = st.checkbox(TRUST_LABEL, value=False, key="trust_pickle", persist_state="session",
-                            help="The papers' task_vectors / tall_masks checkpoints are pickled Python objects. "
-                                 "spectral unpickles them through a restricted unpickler (only tensors, torch.nn "
-                                 "and open_clip classes), but a pickle is still code: trust only files you know.")
-        st.caption(f"⚠️ {TRUST_WARNING}")
+        trust = trust_control()
         device = st.selectbox("Device", device_options(), key="device", persist_state="session",
                               help="auto picks CUDA when present")
         st.radio("Export width", ["auto", "one column", "two columns"], key="export_columns", horizontal=True,
@@ -141,7 +202,26 @@ def sidebar() -> tuple[str, str, bool]:
         st.caption(_cache_size_line(os.fspath(default_cache_dir())),
                    help="`python -m spectral cache status` for details, `cache clean` to free space")
     cluster_sidebar()
+    serving_sidebar()
     return spec, device, bool(trust)
+
+
+PICKLE_SERVED = (f"Off while the dashboard is served beyond this machine: start the server with "
+                 f"`{serving.ALLOW_PICKLE_ENV}=1` to allow it.")
+
+
+def trust_control() -> bool:
+    """The "Trust pickled checkpoints" checkbox (never read from the URL). Served beyond loopback it is off and
+    disabled unless the server was started with ``SPECTRAL_ALLOW_PICKLE=1``."""
+    enabled = serving.pickle_control_enabled(listen_address())
+    if not enabled:
+        st.session_state["trust_pickle"] = False  # a value kept from earlier in the session does not count
+    trust = st.checkbox(TRUST_LABEL, value=False, key="trust_pickle", persist_state="session", disabled=not enabled,
+                        help="The papers' task_vectors / tall_masks checkpoints are pickled Python objects. "
+                             "spectral unpickles them through a restricted unpickler (only tensors, torch.nn "
+                             "and open_clip classes), but a pickle is still code: trust only files you know.")
+    st.caption(f"⚠️ {TRUST_WARNING}" if enabled else f"🔒 {PICKLE_SERVED}")
+    return bool(trust) and enabled
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -195,7 +275,7 @@ def workspace() -> Workspace:
         trust = False  # built here, never unpickled: one workspace whatever the control says
     failures: dict[tuple[str, str, bool], tuple[str, bool, bool]] = st.session_state.setdefault(_FAILED_OPENS, {})
     key = (spec, device, trust)
-    ws = _workspace(spec, device, trust)
+    ws = _workspace(spec, device, trust, dashboard_roots())
     if key not in failures and not ws.is_open:
         building = is_zoo_spec(spec) and zoo_status(spec) == "missing"
         if building:
@@ -297,7 +377,7 @@ def cache_status(ws: Workspace) -> None:
                                 help="Decompose every task matrix once (resumable; merges reuse the factors)")
     if clicked or building:
         with guard("SVD cache"):
-            wait_for(ws.cache_job(), "Building the SVD cache…")
+            wait_for(ws.cache_job(session_id()), "Building the SVD cache…")
             st.rerun()
 
 
@@ -317,7 +397,8 @@ def figure_data(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> regist
     resolved = registry.resolve_settings(kind, settings)
     title = registry.get_kind(kind).title
     job = ws.compute(registry.data_key(kind, resolved),
-                     lambda progress: registry.get_kind(kind).compute(ws, resolved, progress), label=title)
+                     lambda progress: registry.get_kind(kind).compute(ws, resolved, progress), label=title,
+                     heavy=registry.get_kind(kind).evaluates, session=session_id())
     return wait_for(job, f"Computing: {title}…")
 
 
@@ -331,7 +412,8 @@ def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
     resolved = registry.resolve_settings(kind, settings)
     return ws.compute(registry.data_key(kind, resolved),
                       lambda progress: registry.get_kind(kind).compute(ws, resolved, progress),
-                      label=registry.get_kind(kind).title)
+                      label=registry.get_kind(kind).title, heavy=registry.get_kind(kind).evaluates,
+                      session=session_id())
 
 
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,

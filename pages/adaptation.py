@@ -100,7 +100,7 @@ if handle is not None and not running and handle.adaptation.step > 0:
 if b1.button(start_label, key="ad_start", type="primary", disabled=running, icon=":material/play_arrow:"):
     with _ui.guard("Starting the run"):
         handle = registry.start(run if handle is None else handle.adaptation, steps=config.steps,
-                                on_done=lambda result: evaluate_and_store(ws, result))
+                                on_done=lambda result: evaluate_and_store(ws, result), session=_ui.session_id())
         running = True
 if b2.button("Stop", key="ad_stop", disabled=not running, icon=":material/stop:"):
     registry.stop(run_id)
@@ -120,6 +120,7 @@ def status_panel() -> None:
     if current is None:
         st.info("Not started." if not saved else f"A checkpoint at step {saved} exists: resume or load it.")
         return
+    current.waiters.add(_ui.session_id())  # this session watches the run: it keeps running while one does
     status = current.status()
     done, total = status["progress"]
     text = status["text"]
@@ -201,15 +202,15 @@ with tab_traces:
 with tab_acc:
     with _ui.guard("Evaluating"):
         adapted = _ui.wait_for(ws.compute(("adapt-eval", run_id, result.step, result.selected_step),
-                                          lambda p: evaluate_result(ws, result, p), label="evaluate"),
+                                          lambda p: evaluate_result(ws, result, p), label="evaluate", heavy=True),
                                "Evaluating the selected model…")
         static = _ui.wait_for(ws.compute(("adapt-base", run_id), lambda p: base_accuracy(ws, result, p),
-                                         label="evaluate base"), "Evaluating the base merge…")
+                                         label="evaluate base", heavy=True), "Evaluating the base merge…")
         zeroshot = _ui.wait_for(ws.compute(("accuracy", "zeroshot", ()),
-                                           lambda p: ws.accuracies("zeroshot", None, p), label="zero-shot"),
+                                           lambda p: ws.accuracies("zeroshot", None, p), label="zero-shot", heavy=True),
                                 "Evaluating the zero-shot model…")
         finetuned = _ui.wait_for(ws.compute(("accuracy", "finetuned", ()),
-                                            lambda p: ws.accuracies("finetuned", None, p), label="fine-tuned"),
+                                            lambda p: ws.accuracies("finetuned", None, p), label="fine-tuned", heavy=True),
                                  "Evaluating the fine-tuned models…")
         base_label = {"task_arithmetic": "Task Arithmetic", "cart": "CART"}[result.config.base]
         table = analysis.accuracy_table({base_label: static, result.label: adapted}, zeroshot, finetuned,

@@ -46,7 +46,7 @@ def _zoo_comparison(ws) -> None:
         if not st.button("Measure", key="zoo_report"):
             return
         lines = _ui.wait_for(ws.compute(("zoo-report",), lambda progress: zoo_report(ws.evaluator, progress=progress),
-                                        label="zoo report"), "Measuring the zoo")
+                                        label="zoo report", heavy=True), "Measuring the zoo")
         save_report(pool.root, pool.name, fingerprint, lines)
     st.dataframe(report_frame(lines, pool.family), hide_index=True, width="stretch")
     st.caption("Papers: CLIP ViT-B/32 fine-tuned on 8 tasks (TSV Tab. 2-3, Iso Tab. 1); test split, α chosen on "

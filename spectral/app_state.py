@@ -8,9 +8,15 @@ shares it; everything here is thread-safe.
 Long work runs in a :class:`Job` (a background thread with a ``progress(i, n, text)`` callback): a page polls the
 job to draw a progress bar, and if the user switches pages meanwhile the job keeps running and its result lands in
 the memo, where the next visit finds it. Two sessions asking for the same result share one job.
+
+Heavy jobs (cache builds, evaluations, sweeps) take a slot of the server's one bounded queue
+(:func:`spectral.serving.job_queue`, ``$SPECTRAL_MAX_JOBS``). A job records the sessions waiting for it; when all of
+them have closed it is cancelled (see :mod:`spectral.serving`). A workspace opened with pool roots
+(``$SPECTRAL_POOL_ROOTS``, :mod:`spectral.roots`) refuses every path outside them before reading it.
 """
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
 import os
@@ -29,6 +35,8 @@ from spectral.engine import Engine
 from spectral.errors import SpectralError
 from spectral.figures.source import freeze  # noqa: F401 - memo keys of settings; re-exported for the pages
 from spectral.pool import ModelPool
+from spectral.roots import OutsidePoolRootsError, bounded_reads, check_path, check_paths, paths_in
+from spectral.serving import JobCancelled, JobQueue, Waiters, job_queue
 from spectral.taskset import TaskSet
 
 log = logging.getLogger(__name__)
@@ -73,9 +81,14 @@ def zoo_status(spec: str) -> str:
         return "missing"
 
 
-def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | None = None) -> ModelPool:
+def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | None = None,
+              roots: tuple[Path, ...] | None = None) -> ModelPool:
     """Open a pool spec: a registered name, a demo zoo (``zoo-8``/``zoo-14``/``zoo-20``: built on first use, with
-    ``progress``), a pool YAML or a checkpoint folder. Errors are :class:`PoolError` naming the spec."""
+    ``progress``), a pool YAML or a checkpoint folder. Errors are :class:`PoolError` naming the spec.
+
+    ``roots`` (the dashboard's pool roots; None: unbounded, as on the command line): a YAML or folder outside them,
+    or a pool that names a file outside them, raises :class:`~spectral.roots.OutsidePoolRootsError` before any
+    checkpoint is read. Registered names and the demo zoo are the server's own and not bounded."""
     spec = spec.strip()
     if not spec:
         raise PoolError("no pool given: choose a demo zoo or enter a pool YAML / checkpoint folder")
@@ -91,9 +104,14 @@ def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | Non
             return open_zoo_pool(spec, build=True, progress=progress)
         from spectral.cli import open_pool as cli_open_pool
 
-        return cli_open_pool(spec, trust_pickle=trust_pickle)
+        if roots is None:
+            return cli_open_pool(spec, trust_pickle=trust_pickle)
+        # open the checked, resolved path (not the text again: a link swapped in between is not followed)
+        pool = cli_open_pool(str(check_path(spec, roots, what="pool")), trust_pickle=trust_pickle)
+        check_paths(paths_in(getattr(pool, "spec", None)), roots)  # lazy pools: nothing read yet
+        return pool
     except SpectralError as err:
-        if isinstance(err, PoolError) or spec in str(err):
+        if isinstance(err, (PoolError, OutsidePoolRootsError)) or spec in str(err):
             raise
         raise PoolError(f"cannot open pool {spec!r}: {err}") from err
     except (FileNotFoundError, ImportError, OSError, ValueError, KeyError, TypeError) as err:
@@ -135,6 +153,12 @@ class Job(Generic[T]):
         self._result: T | None = None
         self._error: BaseException | None = None
         self.traceback = ""
+        #: sessions waiting for the result (a job all of whose sessions closed is cancelled)
+        self.waiters = Waiters()
+        #: the queue this job waits in or runs under (heavy jobs), for "jobs ahead of yours"
+        self.queue: JobQueue | None = None
+        self._cancel = threading.Event()
+        self._checked = 0.0
 
     @classmethod
     def completed(cls, key: Hashable, value: T) -> "Job[T]":
@@ -145,8 +169,39 @@ class Job(Generic[T]):
         return job
 
     def progress(self, i: int, n: int, text: str) -> None:
+        """The work's progress callback; raises :class:`JobCancelled` once the job is cancelled (so a running job
+        stops at its next report)."""
         self.fraction = min(1.0, max(0.0, i / n)) if n else 0.0
         self.text = text
+        now = time.monotonic()
+        if now - self._checked >= 0.5:  # the session probe takes a lock in the runtime: at most twice a second
+            self._checked = now
+            if self.should_cancel():
+                raise JobCancelled(f"job {self.label or self.key!r} cancelled: no session waits for it")
+
+    def attach(self, session_id: str | None) -> "Job[T]":
+        """Record a session waiting for this job (None: nothing recorded)."""
+        if not self.done:
+            self.waiters.add(session_id)
+        return self
+
+    def cancel(self) -> None:
+        """Ask the job to stop: it leaves the queue, or stops at its next progress report."""
+        self._cancel.set()
+
+    def should_cancel(self) -> bool:
+        if not self._cancel.is_set() and self.waiters.all_gone():
+            log.info("cancelling job %s: every session waiting for it has closed", self.label or self.key)
+            self._cancel.set()
+        return self._cancel.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._done.is_set() and isinstance(self._error, JobCancelled)
+
+    def ahead(self) -> int | None:
+        """Jobs ahead of this one in the server's queue (0 while it runs; None: not queued, or not heavy)."""
+        return None if self.queue is None or self.done else self.queue.ahead_of(self)
 
     @property
     def done(self) -> bool:
@@ -181,7 +236,11 @@ class Job(Generic[T]):
         except BaseException as err:  # noqa: BLE001 - handed to whoever waits
             self._error = err
             self.traceback = traceback.format_exc()
-            log.warning("job %s failed: %s", self.label or self.key, err)
+            if isinstance(err, JobCancelled):
+                self.text = "cancelled"
+                log.info("job %s cancelled", self.label or self.key)
+            else:
+                log.warning("job %s failed: %s", self.label or self.key, err)
         finally:
             self.finished = time.perf_counter()
             self._done.set()
@@ -195,21 +254,39 @@ class JobRunner:
         self._running: dict[Hashable, Job[Any]] = {}
 
     def submit(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "",
-               on_success: Callable[[T], None] | None = None) -> Job[T]:
+               on_success: Callable[[T], None] | None = None, heavy: bool = False,
+               session: str | None = None) -> Job[T]:
+        """The running job of ``key`` (``session`` recorded as one more waiter), else a new one in a background
+        thread. ``heavy``: it waits for a slot of the server's job queue first. The thread runs in a copy of the
+        caller's context (so :func:`spectral.roots.bounded_reads` carries over)."""
         with self._lock:
             job = self._running.get(key)
             if job is not None and not job.done:
-                return job
+                return job.attach(session)
             job = Job(key, label)
+            job.attach(session)
+            if heavy:
+                job.queue = job_queue()
             self._running[key] = job
 
         def target() -> None:
-            job._run(fn, on_success)
-            with self._lock:
-                if self._running.get(key) is job:
-                    del self._running[key]
+            try:
+                if job.queue is not None:
+                    with job.queue.slot(job):
+                        job._run(fn, on_success)
+                else:
+                    job._run(fn, on_success)
+            except JobCancelled as err:  # left the queue without running
+                job._error, job.text = err, "cancelled"
+                job.finished = time.perf_counter()
+                job._done.set()
+            finally:
+                with self._lock:
+                    if self._running.get(key) is job:
+                        del self._running[key]
 
-        threading.Thread(target=target, name=f"spectral-job-{label or key}", daemon=True).start()
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(target,), name=f"spectral-job-{label or key}", daemon=True).start()
         return job
 
     def running(self) -> list[Job[Any]]:
@@ -269,9 +346,13 @@ class Workspace:
     evaluator: Any = None
     memo: Memo = field(default_factory=Memo)
     jobs: JobRunner = field(default_factory=JobRunner)
+    #: pool roots (:mod:`spectral.roots`): the dashboard opens paths inside them only; None: unbounded (CLI)
+    roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
         self._open_lock = threading.Lock()
+        self._inflight: dict[Hashable, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
 
     # opening ---------------------------------------------------------------------------------------------------
     @property
@@ -286,11 +367,12 @@ class Workspace:
                 return self
             progress = progress or (lambda i, n, t: None)
             progress(0, 1, f"opening {self.spec}")
-            pool = self.pool if self.pool is not None else open_pool(
-                self.spec, trust_pickle=self.trust_pickle,
-                progress=lambda i, n, text: progress(i, n, f"building the demo zoo: {text}"))
-            progress(0, 4, f"reading {pool.num_tasks} task checkpoints")
-            taskset = TaskSet.from_pool(pool)
+            with bounded_reads(self.roots):
+                pool = self.pool if self.pool is not None else open_pool(
+                    self.spec, trust_pickle=self.trust_pickle, roots=self.roots,
+                    progress=lambda i, n, text: progress(i, n, f"building the demo zoo: {text}"))
+                progress(0, 4, f"reading {pool.num_tasks} task checkpoints")
+                taskset = TaskSet.from_pool(pool)
             progress(2, 4, "starting the merge engine")
             engine = Engine(taskset, cache_dir=self.cache_dir, device=self.device)
             self.evaluator = _make_evaluator(pool, engine, self.cache_dir, self.eval_split)
@@ -315,34 +397,56 @@ class Workspace:
         assert self.engine is not None
         return self.engine.cache_status()
 
-    def cache_job(self) -> Job[int]:
-        """Build every missing per-task SVD (a job; returns at once with a finished job if nothing is missing)."""
+    def cache_job(self, session: str | None = None) -> Job[int]:
+        """Build every missing per-task SVD (a heavy job in the server's queue; returns at once with a finished job
+        if nothing is missing). ``session``: the session waiting for it."""
         assert self.engine is not None
         key = ("svd-cache",)
         running = self.jobs.get(key)
         if running is not None and not running.done:
-            return running
+            return running.attach(session)
         status = self.engine.cache_status()
         if status["cached"] >= status["total"]:
             return Job.completed(key, 0)
         engine = self.engine
-        return self.jobs.submit(key, lambda progress: engine.build_cache(progress=progress), label="SVD cache")
+        return self.jobs.submit(key, lambda progress: engine.build_cache(progress=progress), label="SVD cache",
+                                heavy=True, session=session)
 
     # memoised computations -------------------------------------------------------------------------------------
-    def compute(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "") -> Job[T]:
-        """A job for ``key``: finished at once when memoised, the running one when another session started it,
-        else a new background job whose result is memoised on success."""
+    def compute(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "", heavy: bool = False,
+                session: str | None = None) -> Job[T]:
+        """A job for ``key``: finished at once when memoised, the running one when another session started it
+        (``session`` then waits for it too), else a new background job whose result is memoised on success.
+        ``heavy`` (evaluations, sweeps): the job takes a slot of the server's bounded queue."""
         if key in self.memo:
             return Job.completed(key, self.memo.get(key))
-        return self.jobs.submit(key, fn, label=label, on_success=lambda value: self.memo.put(key, value))
+        return self.jobs.submit(key, fn, label=label, on_success=lambda value: self.memo.put(key, value),
+                                heavy=heavy, session=session)
 
     def cached(self, key: Hashable, fn: Callable[[Progress], T], progress: Progress | None = None) -> T:
-        """Synchronous form of :meth:`compute` (CLI, benchmarks, tests)."""
-        if key in self.memo:
-            return self.memo.get(key)
-        value = fn(progress or (lambda i, n, t: None))
-        self.memo.put(key, value)
-        return value
+        """Synchronous form of :meth:`compute` (CLI, benchmarks, tests, and the parts of a job's work). Two threads
+        asking for the same key at once compute it once: the second waits for the first's result."""
+        while True:
+            if key in self.memo:
+                return self.memo.get(key)
+            with self._inflight_lock:
+                running = self._inflight.get(key)
+                if running is None:
+                    running = self._inflight[key] = threading.Event()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                running.wait()
+                continue  # memoised now; or the first computation failed, and this thread tries itself
+            try:
+                value = fn(progress or (lambda i, n, t: None))
+                self.memo.put(key, value)
+                return value
+            finally:
+                with self._inflight_lock:
+                    self._inflight.pop(key, None)
+                running.set()
 
     # evaluation ------------------------------------------------------------------------------------------------
     def evaluate(self, state_dict: Mapping[str, Tensor], *, tasks: list[str] | None = None,
@@ -437,28 +541,32 @@ def _make_evaluator(pool: ModelPool, engine: Engine, cache_dir: str | None, spli
 
 
 # -- workspaces by spec ----------------------------------------------------------------------------------------------
-_WORKSPACES: dict[tuple[str, str, str | None, bool], Workspace] = {}
+_WORKSPACES: dict[tuple[Any, ...], Workspace] = {}
 _WS_LOCK = threading.Lock()
 
 
 def get_workspace(spec: str, device: str = "auto", cache_dir: str | None = None, *,
-                  trust_pickle: bool = False) -> Workspace:
+                  trust_pickle: bool = False, roots: tuple[Path, ...] | None = None) -> Workspace:
     """The process-wide workspace of a pool spec and device (not opened yet: call ``open()`` / ``open_job()``).
 
     Trusted and untrusted opens of the same spec are separate workspaces: ticking the trust control never turns a
-    pool that another session opened without trust into a trusted one, or the reverse."""
-    key = (spec.strip(), device, cache_dir, bool(trust_pickle))
+    pool that another session opened without trust into a trusted one, or the reverse. ``roots``: the pool roots
+    the workspace is bounded by (the dashboard's; None: unbounded)."""
+    key: tuple[Any, ...] = (spec.strip(), device, cache_dir, bool(trust_pickle))
+    if roots is not None:
+        key = (*key, tuple(roots))
     with _WS_LOCK:
         if key not in _WORKSPACES:
             _WORKSPACES[key] = Workspace(spec.strip(), device=device, cache_dir=cache_dir,
-                                         trust_pickle=bool(trust_pickle))
+                                         trust_pickle=bool(trust_pickle), roots=roots)
         return _WORKSPACES[key]
 
 
 def forget_workspace(spec: str, device: str = "auto", cache_dir: str | None = None, *,
-                     trust_pickle: bool = False) -> None:
+                     trust_pickle: bool = False, roots: tuple[Path, ...] | None = None) -> None:
+    key: tuple[Any, ...] = (spec.strip(), device, cache_dir, bool(trust_pickle))
     with _WS_LOCK:
-        _WORKSPACES.pop((spec.strip(), device, cache_dir, bool(trust_pickle)), None)
+        _WORKSPACES.pop(key if roots is None else (*key, tuple(roots)), None)
 
 
 def needs_trust(err: BaseException | None) -> bool:

@@ -1,6 +1,10 @@
 """Background adaptation runs for long-lived front ends (the dashboard keeps one :class:`RunRegistry` in
 ``st.cache_resource``): each run optimises in its own daemon thread, so pages stay responsive and other pages keep
 working; a page polls :meth:`RunHandle.status` and stops a run through its event. Nothing here imports streamlit.
+
+A registry made with ``bounded=True`` (the dashboard's) runs each adaptation in a slot of the server's job queue
+(:func:`spectral.serving.job_queue`); a run whose waiting sessions have all closed stops at its next step (its
+checkpoint is written, so it can be resumed).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import traceback
 from typing import Any, Callable
 
 from spectral.adapt.run import Adaptation, AdaptResult
+from spectral.serving import JobCancelled, Waiters, job_queue
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,29 @@ class RunHandle:
         self.result: AdaptResult | None = None
         self.error: str | None = None
         self._lock = threading.Lock()
+        #: sessions waiting for the run (the dashboard's): when all have closed, the run stops
+        self.waiters = Waiters()
+
+    # what the server's job queue reads (spectral.serving.Queued)
+    @property
+    def label(self) -> str:
+        return self.adaptation.config.label
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return self.progress[2]
+
+    @text.setter
+    def text(self, value: str) -> None:
+        with self._lock:
+            self.progress = (self.progress[0], self.progress[1], value)
+
+    def should_cancel(self) -> bool:
+        if not self.stop_event.is_set() and self.waiters.all_gone():
+            log.info("stopping adaptation %s: every session waiting for it has closed", self.run_id)
+            self.stop_event.set()
+        return self.stop_event.is_set()
 
     @property
     def run_id(self) -> str:
@@ -37,6 +65,7 @@ class RunHandle:
     def _progress(self, i: int, n: int, text: str) -> None:
         with self._lock:
             self.progress = (i, n, text)
+        self.should_cancel()  # sets the stop event when no session waits any more: the run stops after this step
 
     def status(self) -> dict[str, Any]:
         """State, step, total, progress text, last entropy and error (if any), read without blocking the run."""
@@ -60,9 +89,10 @@ class RunHandle:
 class RunRegistry:
     """Runs by run id. ``start`` launches or resumes a run in a background thread (one thread per run id)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bounded: bool = False) -> None:
         self._runs: dict[str, RunHandle] = {}
         self._lock = threading.Lock()
+        self.bounded = bounded
 
     def get(self, run_id: str) -> RunHandle | None:
         with self._lock:
@@ -78,32 +108,47 @@ class RunRegistry:
         *,
         steps: int | None = None,
         on_done: Callable[[AdaptResult], None] | None = None,
+        session: str | None = None,
     ) -> RunHandle:
         """Start (or resume) ``adaptation`` in a daemon thread; a run with the same id that is still going is
         returned as it is. A stopped run's in-memory state is reused, so resuming costs no re-preparation."""
         with self._lock:
             handle = self._runs.get(adaptation.run_id)
             if handle is not None and handle.running:
+                handle.waiters.add(session)
                 return handle
             if handle is None or handle.adaptation.config != adaptation.config:
                 handle = RunHandle(adaptation)
                 self._runs[adaptation.run_id] = handle
             handle.stop_event.clear()
             handle.error = None
+            handle.waiters = Waiters()
+            handle.waiters.add(session)
             thread = threading.Thread(
-                target=self._work, args=(handle, steps, on_done), name=f"adapt-{handle.run_id}", daemon=True
+                target=self._work, args=(handle, steps, on_done, self.bounded), name=f"adapt-{handle.run_id}",
+                daemon=True,
             )
             handle.thread = thread
             thread.start()
             return handle
 
     @staticmethod
-    def _work(handle: RunHandle, steps: int | None, on_done: Callable[[AdaptResult], None] | None) -> None:
-        try:
+    def _work(handle: RunHandle, steps: int | None, on_done: Callable[[AdaptResult], None] | None,
+              bounded: bool = False) -> None:
+        def work() -> None:
             result = handle.adaptation.run(progress=handle._progress, stop=handle.stop_event, steps=steps)
             handle.result = result
             if on_done is not None:
                 on_done(result)
+
+        try:
+            if bounded:
+                with job_queue().slot(handle):
+                    work()
+            else:
+                work()
+        except JobCancelled as err:  # left the queue unstarted: stopped, or nobody waits any more
+            handle.error = f"not started: {err}"
         except Exception as err:  # noqa: BLE001 - reported to the page, logged with its traceback
             handle.error = f"{type(err).__name__}: {err}"
             log.error("adaptation %s failed:\n%s", handle.run_id, traceback.format_exc())

@@ -20,7 +20,7 @@ def shared_registry() -> RunRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            _REGISTRY = RunRegistry()
+            _REGISTRY = RunRegistry(bounded=True)  # the dashboard's runs share the server's job queue
         return _REGISTRY
 
 

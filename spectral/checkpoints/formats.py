@@ -50,6 +50,7 @@ from spectral.checkpoints.errors import (
 )
 from spectral.checkpoints.keymap import CanonicalWeights, canonicalize
 from spectral.heap import track_mapping, track_tensor_files
+from spectral.roots import POOL_ROOTS_ENV, may_show_bytes
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
     if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
         try:
             first: Any = _NoGlobalsUnpickler(io.BytesIO(head)).load()
-            found = f"the value {first!r:.40}"
+            found = f"the value {first!r:.40}" if may_show_bytes(path) else "another value (not shown: the file " \
+                f"is outside {POOL_ROOTS_ENV})"
         except Exception as exc:  # noqa: BLE001 - any failure means "not torch's magic number"
             first, found = None, f"unreadable ({type(exc).__name__}: {exc})"
         if isinstance(first, int) and first == _TORCH_MAGIC_NUMBER:
@@ -165,8 +167,10 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
             f"magic number {_TORCH_MAGIC_NUMBER:#x}; spectral reads torch.save and safetensors files, not bare pickles"
         )
     suffix = f" (the name says '{path.suffix}', the content does not)" if path.suffix else ""
+    # the leading bytes help whoever owns the file; a served dashboard shows them only for files inside its roots
+    shown = head[:16].hex(' ') if may_show_bytes(path) else f"not shown (the file is outside {POOL_ROOTS_ENV})"
     raise UnknownCheckpointFormatError(
-        f"{path}: not a checkpoint in any format spectral reads{suffix}: its first bytes are {head[:16].hex(' ')}, "
+        f"{path}: not a checkpoint in any format spectral reads{suffix}: its first bytes are {shown}, "
         f"whereas {_EXPECTED_MAGIC} (formats tried: {SAFETENSORS}, {TORCH_ZIP}, {TORCH_LEGACY}); the file may be "
         "corrupt or of another kind"
     )

@@ -171,3 +171,45 @@ def test_pool_tensors_made_in_inference_mode_are_fine(tmp_path):
     for base in ("task_arithmetic", "cart"):
         result = run_adaptation(engine, pool, AdaptConfig(base=base, steps=2, eval_every=1), cache_dir=tmp_path)
         assert result.step == 2
+
+
+def test_a_bounded_registry_waits_for_a_slot_and_stops_when_its_session_closes(engine, synthetic_pool, tmp_path,
+                                                                               monkeypatch):
+    """Issue 26: the dashboard's runs share the server's job queue; a run whose sessions all closed stops."""
+    import threading
+
+    from spectral import serving
+    from spectral.app_state import JobRunner
+
+    queue = serving.reset_job_queue(1)
+    alive = {"tab": True}
+    monkeypatch.setattr(serving, "SESSION_GRACE_S", 0.0)
+    before = serving._SESSION_PROBE
+    serving.set_session_probe(lambda sid: alive.get(sid, False))
+    try:
+        started, release = threading.Event(), threading.Event()
+        blocker = JobRunner().submit("sweep", lambda p: (started.set(), release.wait(60)), heavy=True)
+        assert started.wait(60)
+        registry = RunRegistry(bounded=True)
+        run = Adaptation(engine, synthetic_pool, AdaptConfig(steps=1000, checkpoint_every=10_000), cache_dir=tmp_path)
+        handle = registry.start(run, session="tab")
+        for _ in range(600):
+            if queue.ahead_of(handle) == 1:
+                break
+            threading.Event().wait(0.05)
+        assert queue.ahead_of(handle) == 1 and "1 job ahead" in handle.status()["text"]
+        assert run.step == 0  # waits for the slot
+        release.set()
+        blocker.result(60)
+        for _ in range(1200):  # it runs once the slot is free
+            if run.step > 0:
+                break
+            threading.Event().wait(0.05)
+        assert run.step > 0
+        alive["tab"] = False  # the only session watching it closed
+        handle.join(120)
+        assert not handle.running and handle.status()["error"] is None and run.step < 1000  # stopped early
+        assert queue.snapshot() == ([], [])
+    finally:
+        serving.set_session_probe(before)
+        serving.reset_job_queue()

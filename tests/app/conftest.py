@@ -26,3 +26,11 @@ def _fake_pool_registered(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(autouse=True)
 def _default_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPECTRAL_DEFAULT_POOL", fake_pool.NAME)
+
+
+@pytest.fixture(autouse=True)
+def _pool_roots(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Pools written to tmp_path lie inside the dashboard's pool roots (issue 26); tests of the roots set their own."""
+    import os
+
+    monkeypatch.setenv("SPECTRAL_POOL_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(ROOT)]))

@@ -1,0 +1,229 @@
+"""Serving the dashboard to a group: where it listens, whether pickles may be trusted, and one bounded queue for the
+heavy work every session starts.
+
+- :func:`is_loopback`: whether a listening address reaches only this machine (``127.0.0.1``, ``::1``,
+  ``localhost``). An unset address means every interface.
+- :func:`pickle_control_enabled`: the dashboard's "Trust pickled checkpoints" control works on loopback; served
+  beyond it, only when the server was started with ``SPECTRAL_ALLOW_PICKLE=1``. (The restricted unpickler is in
+  force in every case: this decides only whether the control can be ticked.)
+- :class:`JobQueue`: cache builds, evaluations, sweeps and adaptation runs started from the dashboard take one of
+  ``SPECTRAL_MAX_JOBS`` slots (default: one per GPU, 1 on CPU) and wait in order for one. A job knows which
+  sessions wait for it; when every one of them has closed (for longer than a grace period) it is cancelled, in the
+  queue or at its next progress report.
+
+Nothing here imports streamlit: the dashboard installs a session probe (:func:`set_session_probe`) that says
+whether a session id is still connected.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping, Protocol
+
+from spectral.errors import SpectralError
+from spectral.roots import POOL_ROOTS_ENV, OutsidePoolRootsError, check_path, pool_roots  # noqa: F401 - re-exported
+
+log = logging.getLogger(__name__)
+
+ALLOW_PICKLE_ENV = "SPECTRAL_ALLOW_PICKLE"
+MAX_JOBS_ENV = "SPECTRAL_MAX_JOBS"
+#: a session that has been disconnected this long no longer keeps a job alive (a reconnecting tab keeps it)
+SESSION_GRACE_S = 10.0
+
+
+class JobCancelled(SpectralError, RuntimeError):
+    """A job was cancelled: every session waiting for it closed, or it was cancelled explicitly."""
+
+
+# -- where the server listens -------------------------------------------------------------------------------------
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a listening address reaches this machine only. Empty or unset (Streamlit's default: every
+    interface), ``0.0.0.0``, ``::`` and any other address or host name are not loopback."""
+    if not address or not address.strip():
+        return False
+    text = address.strip().strip("[]").lower()
+    if text in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to a public interface
+
+
+def pickle_control_enabled(address: str | None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the "Trust pickled checkpoints" control may be ticked: on loopback always; served beyond loopback
+    only when ``$SPECTRAL_ALLOW_PICKLE`` is ``1`` (a pickle runs code, and anyone reaching the port could tick it)."""
+    env = os.environ if environ is None else environ
+    return is_loopback(address) or env.get(ALLOW_PICKLE_ENV, "").strip() == "1"
+
+
+def max_jobs(environ: Mapping[str, str] | None = None, *, gpus: int | None = None) -> int:
+    """Slots of the server's job queue: ``$SPECTRAL_MAX_JOBS``, else one per GPU, else 1."""
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_JOBS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SpectralError(f"{MAX_JOBS_ENV}={raw!r} is not a whole number of job slots") from None
+        if value < 1:
+            raise SpectralError(f"{MAX_JOBS_ENV}={raw!r}: at least 1 job slot is needed")
+        return value
+    if gpus is None:
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except Exception:  # noqa: BLE001 - no usable CUDA: CPU
+            gpus = 0
+    return max(1, int(gpus))
+
+
+# -- sessions -------------------------------------------------------------------------------------------------------
+_SESSION_PROBE: Callable[[str], bool] | None = None
+
+
+def set_session_probe(probe: Callable[[str], bool] | None) -> None:
+    """Install the function that says whether a session id is still connected (the dashboard's runtime)."""
+    global _SESSION_PROBE
+    _SESSION_PROBE = probe
+
+
+def session_alive(session_id: str) -> bool:
+    """Whether a session is connected; True when no probe is installed (CLI, tests) or the probe fails."""
+    probe = _SESSION_PROBE
+    if probe is None:
+        return True
+    try:
+        return bool(probe(session_id))
+    except Exception:  # noqa: BLE001 - an unanswerable probe must not cancel work
+        log.debug("session probe failed for %s", session_id, exc_info=True)
+        return True
+
+
+class Waiters:
+    """The sessions waiting for one job, with when each was last seen connected (thread-safe)."""
+
+    def __init__(self, grace_s: float | None = None) -> None:
+        #: None: :data:`SESSION_GRACE_S` as it is when checked
+        self.grace_s = grace_s
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session_id: str | None) -> None:
+        if session_id:
+            with self._lock:
+                self._seen[session_id] = time.monotonic()
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._seen)
+
+    def all_gone(self) -> bool:
+        """True when at least one session waited and none has been connected within the grace period. A job
+        nobody waits for (started by the CLI, a test, a benchmark) is never abandoned."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._seen:
+                return False
+            for sid in list(self._seen):
+                if session_alive(sid):
+                    self._seen[sid] = now
+            grace = SESSION_GRACE_S if self.grace_s is None else self.grace_s
+            return all(now - seen > grace for seen in self._seen.values())
+
+
+# -- the queue ----------------------------------------------------------------------------------------------------
+class Queued(Protocol):
+    """What the queue needs of a job."""
+
+    label: str
+    text: str
+
+    def should_cancel(self) -> bool: ...
+
+
+class JobQueue:
+    """At most ``slots`` heavy jobs run at once, server-wide; the others wait in the order they came.
+
+    A job's thread calls ``with queue.slot(job): ...`` around its work. While it waits, ``job.text`` says how many
+    jobs are ahead of it, and ``job.should_cancel()`` is polled: a job whose sessions all closed leaves the queue
+    with :class:`JobCancelled` without having run.
+    """
+
+    def __init__(self, slots: int, *, poll_s: float = 0.25) -> None:
+        if slots < 1:
+            raise SpectralError(f"a job queue needs at least 1 slot, got {slots}")
+        self.slots = int(slots)
+        self.poll_s = poll_s
+        self._cond = threading.Condition()
+        self._running: list[Queued] = []
+        self._waiting: list[Queued] = []
+
+    @contextmanager
+    def slot(self, job: Queued) -> Iterator[None]:
+        with self._cond:
+            self._waiting.append(job)
+            try:
+                while not (len(self._running) < self.slots and self._waiting[0] is job):
+                    if job.should_cancel():
+                        raise JobCancelled(f"job {job.label!r} cancelled while queued: no session waits for it")
+                    ahead = self._ahead(job)
+                    job.text = f"queued: {ahead} job{'s' if ahead != 1 else ''} ahead (at most {self.slots} at once)"
+                    self._cond.wait(self.poll_s)
+            finally:
+                self._waiting.remove(job)
+                self._cond.notify_all()
+            self._running.append(job)
+            job.text = "starting…"
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running.remove(job)
+                self._cond.notify_all()
+
+    def _ahead(self, job: Queued) -> int:
+        return len(self._running) + self._waiting.index(job)
+
+    def ahead_of(self, job: Queued) -> int | None:
+        """Jobs running or queued before ``job``: 0 while it runs, None when it is not in the queue."""
+        with self._cond:
+            if any(j is job for j in self._running):
+                return 0
+            if any(j is job for j in self._waiting):
+                return self._ahead(job)
+            return None
+
+    def snapshot(self) -> tuple[list[Queued], list[Queued]]:
+        """``(running, waiting)``, the waiting ones in queue order."""
+        with self._cond:
+            return list(self._running), list(self._waiting)
+
+
+_QUEUE: JobQueue | None = None
+_QUEUE_LOCK = threading.Lock()
+
+
+def job_queue() -> JobQueue:
+    """The process-wide queue (created on first use with :func:`max_jobs` slots)."""
+    global _QUEUE
+    with _QUEUE_LOCK:
+        if _QUEUE is None:
+            _QUEUE = JobQueue(max_jobs())
+        return _QUEUE
+
+
+def reset_job_queue(slots: int | None = None) -> JobQueue:
+    """Replace the process-wide queue (tests; a running job keeps the queue it entered)."""
+    global _QUEUE
+    with _QUEUE_LOCK:
+        _QUEUE = JobQueue(slots if slots is not None else max_jobs())
+        return _QUEUE

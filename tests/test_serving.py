@@ -1,0 +1,202 @@
+"""Serving to a group (issue 26): loopback detection, the pickle policy, job slots, and the server's bounded job
+queue: at most N heavy jobs at once, in order; the same job from two sessions runs once and both get its result;
+a job whose sessions all closed is cancelled (queued or running), unless another session still waits for it."""
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import pytest
+
+from spectral import serving
+from spectral.app_state import Job, JobRunner, Workspace
+from spectral.errors import SpectralError
+from spectral.serving import JobCancelled, JobQueue, is_loopback, max_jobs, pickle_control_enabled
+
+WAIT = 30.0  # seconds an event may take on a busy machine (never reached when the code is right)
+
+
+@pytest.mark.parametrize("address, loopback", [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("", False), (None, False), ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("gpu-server", False),
+])
+def test_is_loopback(address: str | None, loopback: bool) -> None:
+    assert is_loopback(address) is loopback
+
+
+def test_pickle_control_only_on_loopback_unless_allowed() -> None:
+    assert pickle_control_enabled("127.0.0.1", {})
+    assert not pickle_control_enabled("0.0.0.0", {})
+    assert not pickle_control_enabled("", {})  # unset address: every interface
+    assert not pickle_control_enabled("0.0.0.0", {"SPECTRAL_ALLOW_PICKLE": "yes"})  # exactly 1
+    assert pickle_control_enabled("0.0.0.0", {"SPECTRAL_ALLOW_PICKLE": "1"})
+
+
+def test_job_slots() -> None:
+    assert max_jobs({}, gpus=0) == 1
+    assert max_jobs({}, gpus=4) == 4  # one per GPU
+    assert max_jobs({"SPECTRAL_MAX_JOBS": "3"}, gpus=0) == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SpectralError, match="SPECTRAL_MAX_JOBS"):
+            max_jobs({"SPECTRAL_MAX_JOBS": bad})
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bool]]:
+    """Connected sessions by id (the probe the dashboard installs), with no grace period."""
+    alive: dict[str, bool] = {}
+    monkeypatch.setattr(serving, "SESSION_GRACE_S", 0.0)
+    before = serving._SESSION_PROBE
+    serving.set_session_probe(lambda sid: alive.get(sid, False))
+    try:
+        yield alive
+    finally:
+        serving.set_session_probe(before)
+
+
+@pytest.fixture
+def one_slot() -> Iterator[JobQueue]:
+    queue = serving.reset_job_queue(1)
+    yield queue
+    serving.reset_job_queue()
+
+
+def _blocking(started: threading.Event, release: threading.Event, calls: list[str], name: str, *,
+              report: bool = False):
+    def fn(progress):  # noqa: ANN001, ANN202
+        calls.append(name)
+        started.set()
+        while not release.wait(0.05):
+            if report:
+                progress(0, 1, "working")  # a running job stops here once cancelled
+        return name
+    return fn
+
+
+def test_heavy_jobs_take_turns_in_order(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    order: list[str] = []
+    first_started, release_first = threading.Event(), threading.Event()
+    first = runner.submit("a", _blocking(first_started, release_first, order, "a"), label="a", heavy=True)
+    assert first_started.wait(WAIT)
+    done_b, done_c = threading.Event(), threading.Event()
+    second = runner.submit("b", lambda p: (order.append("b"), done_b.set())[-1] or "b", label="b", heavy=True)
+    third = runner.submit("c", lambda p: (order.append("c"), done_c.set())[-1] or "c", label="c", heavy=True)
+    light = runner.submit("light", lambda p: "light")  # not heavy: never queued
+    assert light.result(WAIT) == "light"
+    for _ in range(200):  # both queued behind the first
+        if one_slot.ahead_of(third) == 2:
+            break
+        threading.Event().wait(0.02)
+    assert one_slot.ahead_of(first) == 0 and one_slot.ahead_of(second) == 1 and one_slot.ahead_of(third) == 2
+    assert second.ahead() == 1 and "1 job ahead" in second.text
+    assert order == ["a"]  # nothing else ran while the only slot was taken
+    release_first.set()
+    assert first.result(WAIT) == "a" and second.result(WAIT) == "b" and third.result(WAIT) == "c"
+    assert order == ["a", "b", "c"]
+    assert one_slot.snapshot() == ([], [])
+
+
+def test_two_slots_run_two_at_once() -> None:
+    queue = serving.reset_job_queue(2)
+    try:
+        runner = JobRunner()
+        calls: list[str] = []
+        s1, s2, release = threading.Event(), threading.Event(), threading.Event()
+        a = runner.submit("a", _blocking(s1, release, calls, "a"), heavy=True)
+        b = runner.submit("b", _blocking(s2, release, calls, "b"), heavy=True)
+        assert s1.wait(WAIT) and s2.wait(WAIT)  # both started although neither finished
+        assert len(queue.snapshot()[0]) == 2
+        release.set()
+        assert a.result(WAIT) == "a" and b.result(WAIT) == "b"
+    finally:
+        serving.reset_job_queue()
+
+
+def test_the_same_job_from_two_sessions_runs_once(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    sessions.update(one=True, two=True)
+    ws = Workspace("unused")
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    fn = _blocking(started, release, calls, "value")
+    job1 = ws.compute(("accuracy", "tsv_m", (("k_frac", 0.5),)), fn, heavy=True, session="one")
+    job2 = ws.compute(("accuracy", "tsv_m", (("k_frac", 0.5),)), fn, heavy=True, session="two")
+    assert job1 is job2 and set(job1.waiters.sessions()) == {"one", "two"}
+    release.set()
+    assert job1.result(WAIT) == "value" and job2.result(WAIT) == "value"
+    assert calls == ["value"]
+    # later askers get the memoised result without a job
+    again = ws.compute(("accuracy", "tsv_m", (("k_frac", 0.5),)), fn, heavy=True, session="two")
+    assert again.done and again.result() == "value" and calls == ["value"]
+
+
+def test_cached_computes_a_key_once_for_concurrent_callers() -> None:
+    ws = Workspace("unused")
+    calls: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def fn(progress):  # noqa: ANN001, ANN202
+        calls.append(1)
+        started.set()
+        release.wait(WAIT)
+        return 42
+
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(ws.cached("k", fn)))
+    first.start()
+    assert started.wait(WAIT)
+    second = threading.Thread(target=lambda: results.append(ws.cached("k", fn)))
+    second.start()
+    release.set()
+    first.join(WAIT), second.join(WAIT)
+    assert results == [42, 42] and calls == [1]
+
+
+def test_a_queued_job_whose_session_closed_never_runs(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    sessions.update(owner=True, gone=True)
+    runner = JobRunner()
+    calls: list[str] = []
+    s1, release = threading.Event(), threading.Event()
+    blocker = runner.submit("blocker", _blocking(s1, release, calls, "blocker"), heavy=True, session="owner")
+    assert s1.wait(WAIT)
+    queued = runner.submit("queued", lambda p: calls.append("queued"), heavy=True, session="gone")
+    sessions["gone"] = False  # the tab closed
+    with pytest.raises(JobCancelled):
+        queued.result(WAIT)
+    assert queued.cancelled and one_slot.ahead_of(queued) is None
+    release.set()
+    assert blocker.result(WAIT) == "blocker"
+    assert calls == ["blocker"]
+
+
+def test_a_running_job_stops_when_its_last_session_closes(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    sessions.update(a=True, b=True)
+    runner = JobRunner()
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    job = runner.submit("sweep", _blocking(started, release, calls, "sweep", report=True), heavy=True, session="a")
+    job.attach("b")
+    assert started.wait(WAIT)
+    sessions["a"] = False  # one of two sessions closed: the other still waits, the job goes on
+    for _ in range(3):
+        job.progress(0, 1, "still running")  # the checks the work itself makes
+    assert not job.done and not job.should_cancel()
+    sessions["b"] = False
+    with pytest.raises(JobCancelled):
+        job.result(WAIT)
+    assert one_slot.snapshot() == ([], [])  # the slot is free again
+    # the next job of the same key starts afresh
+    release.set()
+    assert runner.submit("sweep", lambda p: "again", heavy=True).result(WAIT) == "again"
+
+
+def test_a_job_nobody_waits_for_is_never_cancelled(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    """Started by the CLI, a benchmark or a test: no session, nothing to cancel it."""
+    job = JobRunner().submit("cli", lambda p: (p(1, 2, "half"), "done")[1], heavy=True)
+    assert job.result(WAIT) == "done" and not job.should_cancel()
+
+
+def test_a_completed_job_ignores_waiters() -> None:
+    job = Job.completed("k", 1)
+    job.attach("someone")
+    assert job.waiters.sessions() == [] and job.result() == 1
