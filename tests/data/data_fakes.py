@@ -180,12 +180,12 @@ def flowers102(loc: Path) -> Fake:
     from scipy.io import savemat
 
     base = loc / "flowers102" / "flowers-102"
-    n = 16
+    n = 20
     labels = _labels(n, 102, 70)
     for i in range(n):
         _image(base / "jpg" / f"image_{i + 1:05d}.jpg", 71 + i)
     savemat(base / "imagelabels.mat", {"labels": np.asarray([labels], dtype=np.uint8) + 1})
-    trn, val, tst = [3, 1, 7, 5, 9], [2, 4], [16, 8, 10, 12]
+    trn, val, tst = [3, 1, 7, 5, 9, 11, 13, 15, 17, 19], [2, 4], [16, 8, 10, 12]
     savemat(base / "setid.mat", {"trnid": np.asarray([trn]), "valid": np.asarray([val]),
                                  "tstid": np.asarray([tst])})
     return Fake(base.parent, [labels[i - 1] for i in trn], [labels[i - 1] for i in tst])
@@ -277,7 +277,7 @@ def food101(loc: Path) -> Fake:
     (base / "meta").mkdir(parents=True)
     (base / "meta" / "classes.txt").write_text("\n".join(classes) + "\n")
     out = []
-    for split, n in (("train", 8), ("test", 4)):
+    for split, n in (("train", 12), ("test", 4)):
         meta: dict[str, list[str]] = {c: [] for c in classes}
         labels = []
         for i in range(n):
@@ -370,7 +370,7 @@ def fer2013_csv(loc: Path, form: str = "fer2013") -> Fake:
     ``train.csv`` (emotion,pixels) + ``test.csv`` (pixels only: unlabeled)."""
     base = loc / "FER2013" / "fer2013"
     base.mkdir(parents=True)
-    train, train_px = _fer_rows(9, 190)
+    train, train_px = _fer_rows(12, 190)
     test, test_px = _fer_rows(4, 191)
     if form == "fer2013":
         with open(base / "fer2013.csv", "w", newline="") as f:
