@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import ckpt_writers as W
 import pytest
@@ -57,3 +59,44 @@ def test_inspect_names_format_and_architecture(task_vectors_dir, capsys):
     assert _run(["pool", "inspect", str(task_vectors_dir / "MNIST" / "finetuned.pt"), "--trust-pickle"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "pickle" and info["architecture"] == W.TINY and info["object"] == "ImageEncoder"
+
+
+def _fakes():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+    import data_fakes
+
+    return data_fakes
+
+
+def test_discover_with_the_papers_data_location_and_check(task_vectors_dir, tmp_path, capsys):
+    F = _fakes()
+    loc = tmp_path / "data"
+    fakes = F.write_location(loc, ["MNIST", "SVHN", "EuroSAT", "RESISC45", "CIFAR10"])
+    out = tmp_path / "pool.yaml"
+    assert _run(["pool", "discover", str(tmp_path / "checkpoints"), "--data-root", str(loc), "--write", str(out)]) == 0
+    data = yaml.safe_load(out.read_text())
+    assert data["data_root"] == "data"
+    assert {t["name"]: t["data"] for t in data["tasks"]} == {"EuroSAT": "EuroSAT_splits", "MNIST": ".", "SVHN": "svhn"}
+    capsys.readouterr()
+    assert _run(["pool", "check", str(out), "--trust-pickle"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("MNIST", "SVHN", "EuroSAT"):
+        assert f"[ok  ] {name}: data: {len(fakes[name].test)} test images" in printed
+
+
+def test_check_fails_on_missing_and_wrong_data_unless_no_data(task_vectors_dir, tmp_path, capsys):
+    F = _fakes()
+    loc = tmp_path / "data"
+    F.write_location(loc, ["RESISC45", "CIFAR10"])  # a data location without MNIST, SVHN or EuroSAT
+    out = tmp_path / "pool.yaml"
+    assert _run(["pool", "discover", str(tmp_path / "checkpoints"), "--write", str(out)]) == 0
+    spec = yaml.safe_load(out.read_text())
+    spec["tasks"][1]["data"] = str(loc)  # MNIST's data: the data location itself (as the papers pass it)
+    out.write_text(yaml.safe_dump(spec))
+    capsys.readouterr()
+    assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads"]) == 1
+    printed = capsys.readouterr().out
+    assert "[FAIL] MNIST: data: DatasetError: MNIST: no MNIST data at" in printed
+    assert "holds CIFAR10, RESISC45 data, which is never used for MNIST" in printed
+    assert "[FAIL] SVHN: data" in printed and "'data_root:'" in printed
+    assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads", "--no-data"]) == 0
