@@ -97,6 +97,6 @@ def test_check_fails_on_missing_and_wrong_data_unless_no_data(task_vectors_dir, 
     assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads"]) == 1
     printed = capsys.readouterr().out
     assert "[FAIL] MNIST: data: DatasetError: MNIST: no MNIST data at" in printed
-    assert "holds CIFAR10, RESISC45 data, which is never used for MNIST" in printed
+    assert "holds RESISC45, CIFAR10 data, which is never used for MNIST" in printed
     assert "[FAIL] SVHN: data" in printed and "'data_root:'" in printed
     assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads", "--no-data"]) == 0
