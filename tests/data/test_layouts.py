@@ -209,3 +209,27 @@ def test_cifar_batches_refuse_other_pickled_globals(tmp_path):
         pickle.dump({"data": Evil(), "labels": []}, f)
     with pytest.raises(DatasetError, match="refusing global"):
         open_folder_dataset(loc, "test", transform=None, dataset="CIFAR10")
+
+
+def test_task_data_status_of_a_pool(location, tmp_path):
+    """The Overview page's table: per task, found or not, with the number of test images."""
+    from spectral.checkpoints.pool import CheckpointPool, PoolSpec, TaskSpec
+    from spectral.data.status import task_data_status
+
+    loc, fakes = location
+    for name in ("base", "a", "b", "c"):
+        (tmp_path / f"{name}.pt").write_bytes(b"")  # never read: only the data is looked at
+
+    class Pool(CheckpointPool):
+        architecture = "ViT-B-32"
+
+    spec = PoolSpec(base=tmp_path / "base.pt", data_root=loc, tasks=[
+        TaskSpec("CIFAR10", tmp_path / "a.pt", dataset="CIFAR10"),
+        TaskSpec("MNIST", tmp_path / "b.pt", dataset="MNIST", data=fakes["SVHN"].folder),  # SVHN's folder: refused
+        TaskSpec("Custom", tmp_path / "c.pt"),  # not a benchmark, no folder named after it under the location
+    ])
+    rows = {r.task: r for r in task_data_status(Pool(spec))}
+    assert rows["CIFAR10"].found and rows["CIFAR10"].images == len(fakes["CIFAR10"].test)
+    assert rows["CIFAR10"].folder == str(loc) and rows["CIFAR10"].dataset == "CIFAR10"
+    assert not rows["MNIST"].found and rows["MNIST"].images is None and "MNIST" in rows["MNIST"].detail
+    assert not rows["Custom"].found and "does not exist" in rows["Custom"].detail
