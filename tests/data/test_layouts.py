@@ -233,3 +233,13 @@ def test_task_data_status_of_a_pool(location, tmp_path):
     assert rows["CIFAR10"].folder == str(loc) and rows["CIFAR10"].dataset == "CIFAR10"
     assert not rows["MNIST"].found and rows["MNIST"].images is None and "MNIST" in rows["MNIST"].detail
     assert not rows["Custom"].found and "does not exist" in rows["Custom"].detail
+
+
+def test_readme_table_lists_every_data_set_with_its_folder():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
+    for name, info in DATASETS.items():
+        layout = info.layouts[0]
+        folder = layout.roots[0] or layout.expected[0].split("/")[0]
+        assert name in rows, name
+        assert f"`{folder}/" in rows[name], (name, folder)
