@@ -210,8 +210,8 @@ def open_folder_dataset(root: str | os.PathLike[str], split: Split, *, transform
                         under_location: bool = False) -> LabelledDataset:
     """Open one split of a task's data from a local folder.
 
-    ``dataset`` names the benchmark (``"MNIST"``, ``"CarsVal"``, ...); without it, a folder named after a benchmark
-    (``mnist``, ``EuroSAT_splits``) is that benchmark. A benchmark's data is opened only as that benchmark
+    ``dataset`` names the benchmark (``"MNIST"``, ``"CarsVal"``, ...; never guessed from the folder's name). A
+    benchmark's data is opened only as that benchmark
     (:func:`spectral.data.layouts.open_benchmark`: its layouts only, ``root`` being the data location, the data
     set's root or its own folder; ``under_location``: ``root`` is a data location given as a default, so only the
     data set's own folder names under it are tried). Anything else must be image folders of ``train/`` and
@@ -223,7 +223,7 @@ def open_folder_dataset(root: str | os.PathLike[str], split: Split, *, transform
     path = Path(root)
     if not path.exists():
         raise DatasetError(f"{path}: data folder does not exist")
-    canon = canonical_dataset_name(dataset) if dataset else canonical_dataset_name(path.name)
+    canon = canonical_dataset_name(dataset) if dataset else None
     if canon is not None:
         from spectral.data.layouts import open_benchmark
 
