@@ -7,7 +7,9 @@ YAML (paths relative to the file)::
     quick_gelu: true                # optional; default true for the papers' formats (OpenAI CLIP fine-tunes)
     base: checkpoints/ViT-B-32/zeroshot.pt
     text_checkpoint: clip.pt        # optional: an open_clip CLIP state dict whose text tower builds zero-shot heads
-    data_root: data/                # optional: task data folders resolve against it
+    data_root: data/                # optional: the papers' data location; a task without 'data:' is found under
+                                    # it by its data set's layout (MNIST/raw, svhn/, dtd/, ...), and relative
+                                    # 'data:' paths resolve against it
     tasks:
       - name: Cars
         checkpoint: checkpoints/ViT-B-32/Cars/finetuned.pt
@@ -15,7 +17,9 @@ YAML (paths relative to the file)::
         class_names: [...]                            # optional; default: the benchmark's (see dataset)
         templates: ["a photo of a {c}."]              # optional; default: the benchmark's
         dataset: Cars                                 # optional benchmark name; default: the task name
-        data: cars                                    # data folder (ImageFolder or torchvision layout)
+        data: cars                                    # its data: the data location, the data set's root or its
+                                                      # own folder (read only as this data set; see
+                                                      # spectral.data.layouts), or image folders train/, test/
 
 ``tasks`` may also be a mapping ``{Cars: {checkpoint: ...}, ...}``.
 
