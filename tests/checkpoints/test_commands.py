@@ -100,3 +100,46 @@ def test_check_fails_on_missing_and_wrong_data_unless_no_data(task_vectors_dir, 
     assert "holds RESISC45, CIFAR10 data, which is never used for MNIST" in printed
     assert "[FAIL] SVHN: data" in printed and "'data_root:'" in printed
     assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads", "--no-data"]) == 0
+
+
+@pytest.mark.slow
+def test_twenty_tasks_found_checked_and_evaluated_past_a_missing_one(tiny_models, tmp_path, capsys):
+    """The papers' 20-task tall_masks layout and data location, as a new user has them: discovery finds every data
+    set (CIFAR10/100 directly under the location), pool check passes, and eval with one data set removed evaluates
+    the other 19, names the missing one and exits 2, keeping the 19 in the results store."""
+    import shutil
+
+    from spectral.data.templates import ALL_DATASETS, CLASS_NAMES
+    from spectral.eval.results import ResultsStore
+
+    F = _fakes()
+    base, fts = tiny_models
+    model_dir = tmp_path / "checkpoints" / "tiny"
+    for i, name in enumerate(ALL_DATASETS):
+        (model_dir / f"{name}Val").mkdir(parents=True)
+        W.write_tall_masks_state_dict(fts[["MNIST", "SVHN", "EuroSAT"][i % 3]], model_dir / f"{name}Val" /
+                                      "nonlinear_finetuned.pt")
+        W.write_head_pickle(torch.randn(len(CLASS_NAMES[name]), 16), model_dir / f"head_{name}Val.pt",
+                            tall_masks=True)
+    W.write_tall_masks_state_dict(base, model_dir / "nonlinear_zeroshot.pt")
+    loc = tmp_path / "data"
+    fakes = F.write_location(loc)
+    out = tmp_path / "pool.yaml"
+    assert _run(["pool", "discover", str(tmp_path / "checkpoints"), "--data-root", str(loc), "--write", str(out)]) == 0
+    tasks = yaml.safe_load(out.read_text())["tasks"]
+    assert [t["name"] for t in tasks] == ALL_DATASETS and all("data" in t for t in tasks)
+    capsys.readouterr()
+    assert _run(["pool", "check", str(out), "--trust-pickle"]) == 0
+    printed = capsys.readouterr().out
+    for name in ALL_DATASETS:
+        assert f"[ok  ] {name}: data: {len(fakes[name].test)} test images" in printed
+
+    shutil.rmtree(loc / "cifar-10-batches-py")
+    store = tmp_path / "results.sqlite"
+    assert _run(["eval", "--pool", str(out), "--trust-pickle", "--method", "task_arithmetic", "--alpha", "0.3",
+                 "--device", "cpu", "--store", str(store), "--cache-dir", str(tmp_path / "cache")]) == 2
+    captured = capsys.readouterr()
+    assert "not evaluated (1 task" in captured.err and "CIFAR10: CIFAR10: no CIFAR10 data" in captured.err
+    table = ResultsStore(store).to_dataframe()
+    assert set(table.method) == {"zeroshot", "finetuned", "task_arithmetic"}
+    assert all(sorted(g.task) == sorted(set(ALL_DATASETS) - {"CIFAR10"}) for _, g in table.groupby("method"))
