@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -43,12 +42,12 @@ from spectral.data.folders import (
     _with_split,
 )
 from spectral.data.templates import (
+    _RESISC45_FOLDERS,
     ALL_DATASETS,
     CLASS_NAMES,
     EUROSAT_FOLDERS,
     FER2013_SYNONYMS,
     SUN397_FOLDERS,
-    _RESISC45_FOLDERS,
     canonical_dataset_name,
 )
 
@@ -99,11 +98,6 @@ class Layout:
 
     def matches(self, root: Path) -> bool:
         return root.is_dir() and not self.missing(root)
-
-    def where(self) -> str:
-        """The expected files under the papers' root, for messages and the README."""
-        prefix = f"{self.roots[0]}/" if self.roots and self.roots[0] else ""
-        return ", ".join(prefix + e.replace("|", f" or {prefix}") for e in self.expected)
 
 
 @dataclass(frozen=True)
@@ -194,7 +188,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("__builtin__", "bytearray"), ("collections", "OrderedDict"),
     }
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing global {module}.{name} in a CIFAR batch (only NumPy arrays)")

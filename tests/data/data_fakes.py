@@ -11,14 +11,14 @@ import csv
 import json
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from spectral.data.templates import CLASS_NAMES, EUROSAT_FOLDERS, SUN397_FOLDERS, _RESISC45_FOLDERS
+from spectral.data.templates import _RESISC45_FOLDERS, CLASS_NAMES, EUROSAT_FOLDERS, SUN397_FOLDERS
 
 
 @dataclass

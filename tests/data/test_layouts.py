@@ -12,11 +12,11 @@ from torchvision.datasets import ImageFolder
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import data_fakes as F  # noqa: E402
+import data_fakes as F
 
-from spectral.data.folders import DatasetError, open_folder_dataset  # noqa: E402
-from spectral.data.layouts import DATASETS, data_status, find_data, identify  # noqa: E402
-from spectral.data.templates import ALL_DATASETS, CLASS_NAMES  # noqa: E402
+from spectral.data.folders import DatasetError, open_folder_dataset
+from spectral.data.layouts import DATASETS, data_status, find_data, identify
+from spectral.data.templates import ALL_DATASETS, CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,9 @@ def location(tmp_path_factory):
 def no_md5(monkeypatch):
     """torchvision checks the MD5 of CIFAR, STL10, SVHN, Flowers102 and FER2013 files: the fakes are not the real
     files, so its reference classes read them with that check off."""
-    import torchvision.datasets.cifar as cifar
     import torchvision.datasets.fer2013 as fer
     import torchvision.datasets.flowers102 as flowers
-    import torchvision.datasets.stl10 as stl10
-    import torchvision.datasets.svhn as svhn
+    from torchvision.datasets import cifar, stl10, svhn
 
     for mod in (cifar, stl10, svhn, flowers, fer):
         monkeypatch.setattr(mod, "check_integrity", lambda *a, **k: True)
@@ -136,15 +134,15 @@ def test_found_from_its_own_folder_and_by_discovery(location, name):
 
 @pytest.mark.parametrize("name", ALL_DATASETS)
 def test_a_folder_of_another_data_set_is_refused_by_name(location, name):
-    loc, fakes = location
+    _, fakes = location
     other = ALL_DATASETS[(ALL_DATASETS.index(name) + 1) % len(ALL_DATASETS)]
     with pytest.raises(DatasetError, match=name):
         open_folder_dataset(fakes[other].folder, "test", transform=None, dataset=name)
 
 
-def test_image_folders_of_another_benchmark_are_refused(location, tmp_path):
-    loc, fakes = location
-    # EuroSAT's class folders given as MNIST or DTD: the same count (10) does not make them MNIST
+def test_image_folders_of_another_benchmark_are_refused(location):
+    loc, _ = location
+    # EuroSAT's class folders given to MNIST: the same class count (10) does not make them MNIST; DTD's to EuroSAT
     with pytest.raises(DatasetError, match="EuroSAT"):
         open_folder_dataset(loc / "EuroSAT_splits", "test", transform=None, dataset="MNIST")
     with pytest.raises(DatasetError, match="DTD.*47 classes|DTD"):
