@@ -107,6 +107,9 @@ class LabelledDataset(Dataset):
         self.classes = list(classes) if classes is not None else None
         self.label_map = list(label_map) if label_map is not None else None
         self.description = description
+        #: the folder it was read from and the layout it was read as (set by spectral.data.layouts)
+        self.root: str | None = None
+        self.layout: str | None = None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]

@@ -554,6 +554,7 @@ def open_benchmark(dataset: str, path: str | os.PathLike[str], split: Split, *, 
         raise _not_found(info, p)
     root, layout = found
     ds = layout.open(root, split, transform, class_names)
+    ds.root, ds.layout = str(root), layout.name
     expected = len(CLASS_NAMES[info.name])
     if layout.folder_splits and ds.classes is not None:
         owners = _class_folder_owners(ds.classes)

@@ -18,7 +18,7 @@ __all__ = ["TaskDataStatus", "task_data_status"]
 @dataclass(frozen=True)
 class TaskDataStatus:
     """One task's data: ``found`` and ``images`` (the split's size), the benchmark it is read as, the folder it
-    was looked up in, and what was read or why nothing was."""
+    was read from (or looked up in), and the layout it was read as (or why nothing was read)."""
 
     task: str
     found: bool
@@ -52,8 +52,9 @@ def task_data_status(pool: Any, split: str = "test") -> list[TaskDataStatus]:
         try:
             ds = pool.dataset(task, split)
             n = len(ds)
-            rows.append(TaskDataStatus(task, True, n, dataset, folder,
-                                       getattr(ds, "description", "") or type(ds).__name__))
+            layout = getattr(ds, "layout", None)
+            rows.append(TaskDataStatus(task, True, n, dataset, getattr(ds, "root", None) or folder,
+                                       layout or getattr(ds, "description", "") or type(ds).__name__))
         except (SpectralError, OSError) as exc:
             log.info("task %s: no %s data (%s)", task, split, exc)
             rows.append(TaskDataStatus(task, False, None, dataset, folder, str(exc)))

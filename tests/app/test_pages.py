@@ -165,4 +165,4 @@ def test_overview_shows_each_tasks_test_data() -> None:
     at = open_page()
     table = at.table[0].value
     assert list(table["task"]) == ["digits", "signs", "scenes", "textures"]
-    assert set(table["data"]) == {"found"} and all(int(n) > 0 for n in table["test images"])
+    assert set(table["data"]) == {"found"} and all(int(n.replace(",", "")) > 0 for n in table["test images"])

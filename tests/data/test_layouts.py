@@ -229,6 +229,7 @@ def test_task_data_status_of_a_pool(location, tmp_path):
     rows = {r.task: r for r in task_data_status(Pool(spec))}
     assert rows["CIFAR10"].found and rows["CIFAR10"].images == len(fakes["CIFAR10"].test)
     assert rows["CIFAR10"].folder == str(loc) and rows["CIFAR10"].dataset == "CIFAR10"
+    assert rows["CIFAR10"].detail == "CIFAR-10 python batches"
     assert not rows["MNIST"].found and rows["MNIST"].images is None and "MNIST" in rows["MNIST"].detail
     assert not rows["Custom"].found and "does not exist" in rows["Custom"].detail
 
