@@ -505,14 +505,17 @@ def find_data(dataset: str, data_root: str | os.PathLike[str]) -> Path | None:
 
 
 def identify(path: str | os.PathLike[str]) -> list[str]:
-    """The benchmarks whose files (not generic image folders) lie at ``path`` as a data location or a root."""
+    """The benchmarks whose own files lie at ``path`` as a data location or a root. Image-folder layouts count
+    only under their named folders (``dtd/``, ``EuroSAT_splits/``): any ``train/`` + ``test/`` would fit them."""
     p = Path(path)
     out = []
     for name, info in DATASETS.items():
         for layout in info.layouts:
-            if layout.name.startswith("image folders"):
-                continue
-            if any(layout.matches(r) for r in [p / r if r else p for r in layout.roots] + [p]):
+            if layout.folder_splits:
+                roots = [p / r for r in layout.roots if r and not layout.name.startswith("image folders")]
+            else:
+                roots = [p / r if r else p for r in layout.roots] + [p]
+            if any(layout.matches(r) for r in roots):
                 out.append(name)
                 break
     return out

@@ -242,3 +242,15 @@ def test_readme_table_lists_every_data_set_with_its_folder():
         folder = layout.roots[0] or layout.expected[0].split("/")[0]
         assert name in rows, name
         assert f"`{folder}/" in rows[name], (name, folder)
+
+
+def test_generic_image_folders_are_not_taken_for_a_benchmark(tmp_path):
+    """Stand-in folders named after a benchmark (as bench/eval_command.py writes them): refused as SUN397 with the
+    class count, not said to be EuroSAT or FER2013; read as plain image folders under another data set name."""
+    for split in ("train", "test"):
+        for c in range(3):
+            F._image(tmp_path / "SUN397" / split / f"c{c}" / "0.png", c, size=4)
+    assert identify(tmp_path / "SUN397") == []
+    with pytest.raises(DatasetError, match=r"has 3 classes, SUN397 has 397: not this task's data$"):
+        open_folder_dataset(tmp_path / "SUN397", "test", transform=None, dataset="SUN397")
+    assert len(open_folder_dataset(tmp_path / "SUN397", "test", transform=None, dataset="SUN397-standin")) == 3
