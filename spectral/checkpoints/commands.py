@@ -76,7 +76,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from spectral.checkpoints.pool import open_pool
 
-    pool = open_pool(args.pool, trust_pickle=args.trust_pickle)
+    pool = open_pool(args.pool, trust_pickle=args.trust_pickle, data_root=args.data_root)
     report = pool.check(heads=not args.no_heads, data=not args.no_data)
     if args.json:
         print(json.dumps({"pool": pool.describe(), "report": report}, indent=2, default=str))
@@ -124,6 +124,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow pickled checkpoints (unpickling runs code: only for files you trust)")
     p.add_argument("--no-heads", action="store_true", help="skip heads")
+    p.add_argument("--data-root", default=None,
+                   help="the data location, for a checkpoint folder or a pool YAML without data_root")
     p.add_argument("--no-data", action="store_true",
                    help="skip the data (otherwise a task without readable data is a failure)")
     p.add_argument("--json", action="store_true", help="machine-readable report")

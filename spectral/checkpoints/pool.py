@@ -733,15 +733,24 @@ def _write_cached_head(key: str, head: Tensor, meta: dict[str, str]) -> None:
 # --- entry point -----------------------------------------------------------------------------------------------
 
 def open_pool(spec: str | os.PathLike[str], *, trust_pickle: bool = False, **kwargs: Any) -> CheckpointPool:
-    """A pool from a YAML file, a folder holding ``pool.yaml``, or a folder in one of the papers' layouts."""
+    """A pool from a YAML file, a folder holding ``pool.yaml``, or a folder in one of the papers' layouts.
+    ``data_root`` (the data location) is the default of a pool YAML without one, and searched by discovery."""
     path = Path(os.path.expanduser(str(spec)))
+    data_root = kwargs.get("data_root")
+
+    def from_yaml(file: Path) -> CheckpointPool:
+        pool_spec = read_pool_yaml(file)
+        if pool_spec.data_root is None and data_root is not None:
+            pool_spec.data_root = Path(os.path.expanduser(str(data_root)))
+        return CheckpointPool(pool_spec, trust_pickle=trust_pickle)
+
     if path.is_file():
         if path.suffix.lower() not in (".yaml", ".yml"):
             raise PoolConfigError(f"{path}: a pool is a .yaml file or a folder, not a single checkpoint")
-        return CheckpointPool.from_yaml(path, trust_pickle=trust_pickle)
+        return from_yaml(path)
     if path.is_dir():
         for name in POOL_FILE_NAMES:
             if (path / name).is_file():
-                return CheckpointPool.from_yaml(path / name, trust_pickle=trust_pickle)
+                return from_yaml(path / name)
         return CheckpointPool.discover(path, trust_pickle=trust_pickle, **kwargs)
     raise PoolConfigError(f"{spec}: no such pool file or folder (zoo pools are named zoo-8, zoo-14, zoo-20)")

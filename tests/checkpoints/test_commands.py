@@ -100,6 +100,15 @@ def test_check_fails_on_missing_and_wrong_data_unless_no_data(task_vectors_dir, 
     assert "holds RESISC45, CIFAR10 data, which is never used for MNIST" in printed
     assert "[FAIL] SVHN: data" in printed and "'data_root:'" in printed
     assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads", "--no-data"]) == 0
+    # --data-root: the data location of a checkpoint folder (discovered) or of a YAML without data_root
+    F.write_location(loc, ["SVHN", "EuroSAT"])
+    capsys.readouterr()
+    assert _run(["pool", "check", str(tmp_path / "checkpoints"), "--trust-pickle", "--no-heads",
+                 "--data-root", str(loc)]) == 1  # MNIST is still missing
+    printed = capsys.readouterr().out
+    assert "[ok  ] SVHN: data" in printed and "[ok  ] EuroSAT: data" in printed and "[FAIL] MNIST: data" in printed
+    assert _run(["pool", "check", str(out), "--trust-pickle", "--no-heads", "--data-root", str(loc)]) == 1
+    assert "[ok  ] SVHN: data" in capsys.readouterr().out
 
 
 @pytest.mark.slow
