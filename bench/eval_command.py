@@ -76,8 +76,10 @@ def write_pool(root: Path, data: Path, tasks: int, architecture: str, noise: flo
         del finetuned
         head = F.normalize(torch.randn(min(classes, MAX_CLASSES), embed, generator=g), dim=-1)
         save_file({"weight": head}, str(root / f"head_{task}.safetensors"))
+        # generated stand-in data (at most MAX_CLASSES classes), not the benchmark's: a data set name that is not
+        # one of the 20 makes spectral read it as plain image folders instead of refusing it as the benchmark
         lines += [f"  - name: {task}", f"    checkpoint: {task}.{ext}", f"    head: head_{task}.safetensors",
-                  f"    data: {task}"]
+                  f"    dataset: {task}-standin", f"    data: {task}"]
     (root / "pool.yaml").write_text("\n".join(lines) + "\n")
     return sum(p.stat().st_size for p in root.glob(f"*.{ext}") if not p.name.startswith("head_"))
 

@@ -6,6 +6,7 @@ import streamlit as st
 import spectral
 from pages import _ui
 from spectral import analysis
+from spectral.data.status import task_data_status
 
 st.title("spectral")
 st.write(
@@ -63,6 +64,12 @@ status = ws.cache_status()
 c3.metric("SVD cache", f"{status['cached']}/{status['total']}")
 st.subheader("Tasks")
 st.write(", ".join(f"`{t}`" for t in ws.task_names))
+_data = [r.as_row() for r in task_data_status(ws.pool)]  # per task: test data found, and how many images
+st.caption(f"Test data found for {sum(r['found'] for r in _data)} of {len(_data)} tasks "
+           "(evaluation leaves the others out and names them).")
+st.table([{"task": r["task"], "data": "found" if r["found"] else "missing",
+           "test images": f"{r['images']:,}" if r["found"] else "—",
+           "read from / why not": f"{r['folder'] or ''} ({r['detail']})" if r["found"] else r["detail"]} for r in _data])
 with st.expander("Matrix layers (merged as matrices; everything else is merged as a vector)"):
     st.dataframe(analysis.layers(ws.taskset), hide_index=True, width="stretch")
 

@@ -34,6 +34,8 @@ def spec_to_yaml(spec: Any, relative_to: Path | None = None) -> str:
     data["base"] = rel(spec.base)
     if spec.text_checkpoint:
         data["text_checkpoint"] = rel(spec.text_checkpoint)
+    if getattr(spec, "data_root", None):
+        data["data_root"] = rel(spec.data_root)
     tasks = []
     for t in spec.tasks:
         entry: dict[str, Any] = {"name": t.name, "checkpoint": rel(t.checkpoint)}
@@ -46,7 +48,10 @@ def spec_to_yaml(spec: Any, relative_to: Path | None = None) -> str:
         if t.templates:
             entry["templates"] = list(t.templates)
         if t.data:
-            entry["data"] = rel(t.data)
+            # a relative 'data:' is read against data_root when the pool has one
+            root = getattr(spec, "data_root", None)
+            entry["data"] = (os.path.relpath(Path(t.data).resolve(), Path(root).resolve()) or "."
+                             if root and relative_to is not None else rel(t.data))
         tasks.append(entry)
     data["tasks"] = tasks
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -71,7 +76,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from spectral.checkpoints.pool import open_pool
 
-    pool = open_pool(args.pool, trust_pickle=args.trust_pickle)
+    pool = open_pool(args.pool, trust_pickle=args.trust_pickle, data_root=args.data_root)
     report = pool.check(heads=not args.no_heads, data=not args.no_data)
     if args.json:
         print(json.dumps({"pool": pool.describe(), "report": report}, indent=2, default=str))
@@ -108,7 +113,9 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("discover", help="find a task_vectors / tall_masks layout and print (or write) its pool YAML")
     p.add_argument("directory")
     p.add_argument("--model", default=None, help="model folder to use when several are present (e.g. ViT-B-32)")
-    p.add_argument("--data-root", default=None, help="folder holding the tasks' data folders")
+    p.add_argument("--data-root", default=None,
+                   help="the papers' data location (MNIST/, cifar-10-batches-py/, dtd/, svhn/, ...): each task's data "
+                        "is found under it by its data set's layout, and it is written as the pool's data_root")
     p.add_argument("--write", default=None, metavar="POOL.yaml", help="write the YAML instead of printing it")
     p.set_defaults(func=cmd_discover)
 
@@ -117,7 +124,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow pickled checkpoints (unpickling runs code: only for files you trust)")
     p.add_argument("--no-heads", action="store_true", help="skip heads")
-    p.add_argument("--no-data", action="store_true", help="skip data folders")
+    p.add_argument("--data-root", default=None,
+                   help="the data location, for a checkpoint folder or a pool YAML without data_root")
+    p.add_argument("--no-data", action="store_true",
+                   help="skip the data (otherwise a task without readable data is a failure)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=cmd_check)
 

@@ -7,7 +7,9 @@ YAML (paths relative to the file)::
     quick_gelu: true                # optional; default true for the papers' formats (OpenAI CLIP fine-tunes)
     base: checkpoints/ViT-B-32/zeroshot.pt
     text_checkpoint: clip.pt        # optional: an open_clip CLIP state dict whose text tower builds zero-shot heads
-    data_root: data/                # optional: task data folders resolve against it
+    data_root: data/                # optional: the papers' data location; a task without 'data:' is found under
+                                    # it by its data set's layout (MNIST/raw, svhn/, dtd/, ...), and relative
+                                    # 'data:' paths resolve against it
     tasks:
       - name: Cars
         checkpoint: checkpoints/ViT-B-32/Cars/finetuned.pt
@@ -15,7 +17,9 @@ YAML (paths relative to the file)::
         class_names: [...]                            # optional; default: the benchmark's (see dataset)
         templates: ["a photo of a {c}."]              # optional; default: the benchmark's
         dataset: Cars                                 # optional benchmark name; default: the task name
-        data: cars                                    # data folder (ImageFolder or torchvision layout)
+        data: cars                                    # its data: the data location, the data set's root or its
+                                                      # own folder (read only as this data set; see
+                                                      # spectral.data.layouts), or image folders train/, test/
 
 ``tasks`` may also be a mapping ``{Cars: {checkpoint: ...}, ...}``.
 
@@ -64,31 +68,6 @@ __all__ = [
 ]
 
 POOL_FILE_NAMES = ("pool.yaml", "pool.yml", "spectral-pool.yaml")
-
-# reference data-folder names (task_vectors / tall_masks data_location layouts), tried under data_root
-_DATA_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
-    "Cars": ("stanford_cars", "cars"),
-    "DTD": ("dtd",),
-    "EuroSAT": ("EuroSAT_splits", "eurosat"),
-    "GTSRB": ("gtsrb",),
-    "MNIST": ("MNIST", "mnist"),
-    "RESISC45": ("resisc45",),
-    "SUN397": ("sun397",),
-    "SVHN": ("svhn",),
-    "CIFAR100": ("cifar100", "CIFAR100"),
-    "STL10": ("stl10",),
-    "Flowers102": ("flowers102",),
-    "OxfordIIITPet": ("OxfordIIITPet", "oxford-iiit-pet"),
-    "PCAM": ("PCAM", "pcam"),
-    "FER2013": ("FER2013", "fer2013"),
-    "EMNIST": ("EMNIST", "emnist"),
-    "CIFAR10": ("cifar10", "CIFAR10"),
-    "Food101": ("food101", "food-101"),
-    "FashionMNIST": ("FashionMNIST", "fashionmnist"),
-    "RenderedSST2": ("RenderedSST2", "rendered-sst2"),
-    "KMNIST": ("KMNIST", "kmnist"),
-}
-
 
 @dataclass
 class TaskSpec:
@@ -256,12 +235,17 @@ def _find_model_dirs(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def _find_data_dir(data_root: Path | None, task: str) -> Path | None:
+def _find_data_dir(data_root: Path | None, task: str, dataset: str | None = None) -> Path | None:
+    """The task's data under the data location ``data_root``: a benchmark's by its layouts and the papers' folder
+    names (:func:`spectral.data.layouts.find_data`), any other task's in a folder named after it."""
     if data_root is None:
         return None
-    canon = canonical_dataset_name(task)
-    names = [task, task.lower()] + list(_DATA_FOLDER_NAMES.get(canon or "", ()))
-    for n in names:
+    canon = canonical_dataset_name(dataset or task)
+    if canon is not None:
+        from spectral.data.layouts import find_data
+
+        return find_data(canon, data_root)
+    for n in dict.fromkeys([task, task.lower()]):
         if (data_root / n).is_dir():
             return data_root / n
     return None
@@ -271,8 +255,10 @@ def discover_pool(directory: str | os.PathLike[str], *, model: str | None = None
                   data_root: str | os.PathLike[str] | None = None) -> PoolSpec:
     """A :class:`PoolSpec` from the task_vectors or tall_masks checkpoint layout under ``directory``.
 
-    ``model`` picks one model folder when several are present (``"ViT-B-32"``); ``data_root`` is searched for
-    each task's data folder under the reference names (``dtd``, ``EuroSAT_splits``, ``sun397``, ...)."""
+    ``model`` picks one model folder when several are present (``"ViT-B-32"``); ``data_root`` is the papers' data
+    location: each task's data is looked up under it by its data set's layouts (``dtd``, ``EuroSAT_splits``,
+    ``MNIST/raw``, ``cifar-10-batches-py``, ...; see :mod:`spectral.data.layouts`), and it stays the pool's
+    default for tasks whose data was not found."""
     root = Path(directory)
     if not root.is_dir():
         raise PoolConfigError(f"{root}: not a folder")
@@ -323,7 +309,7 @@ def discover_pool(directory: str | os.PathLike[str], *, model: str | None = None
             head = model_dir / f"head_{folder.name}.pt"
             tasks.append(TaskSpec(name=name, checkpoint=folder / "nonlinear_finetuned.pt",
                                   head=head if head.is_file() else None, dataset=folder.name,
-                                  data=_find_data_dir(droot, name)))
+                                  data=_find_data_dir(droot, name, folder.name)))
     return PoolSpec(base=base, tasks=tasks, architecture=model_dir.name if arch.tower_shape_of_config(model_dir.name)
                     else None, quick_gelu=True, source=model_dir.resolve(), layout=layout, data_root=droot,
                     name=None)
@@ -542,18 +528,35 @@ class CheckpointPool(ImagePool):
         return head
 
     # -- data --------------------------------------------------------------------------------------------------
+    def data_location(self, task: str) -> tuple[Path | None, bool]:
+        """Where the task's data is looked up: ``(path, under_location)``, its ``data:`` folder
+        (``under_location=False``), else the pool's ``data_root`` (the data location, searched by the data set's
+        own folder names), else ``(None, False)``."""
+        spec = self.task_spec(task)
+        if spec.data is not None:
+            return spec.data, False
+        if self.spec.data_root is not None:
+            if spec.benchmark is not None:
+                return self.spec.data_root, True
+            found = _find_data_dir(self.spec.data_root, task, spec.dataset)
+            return (found, False) if found is not None else (self.spec.data_root / task, False)
+        return None, False
+
     def dataset(self, task: str, split: Split) -> Dataset:
         if (task, split) not in self._datasets:
             from spectral.data.folders import DatasetError, clip_preprocess, open_folder_dataset
 
             spec = self.task_spec(task)
-            if spec.data is None:
+            path, under_location = self.data_location(task)
+            if path is None:
                 raise DatasetError(
-                    f"task {task!r} has no data folder: set 'data:' (or 'data_root:') in the pool YAML"
+                    f"task {task!r} has no data: set 'data:' for it or 'data_root:' (the data location) in the pool "
+                    "YAML (`pool discover --data-root` writes both)"
                 )
             self._datasets[(task, split)] = open_folder_dataset(
-                spec.data, split, transform=clip_preprocess(self.architecture),
+                path, split, transform=clip_preprocess(self.architecture),
                 dataset=spec.benchmark or spec.dataset or task, class_names=self._known_class_names(task),
+                under_location=under_location,
             )
         return self._datasets[(task, split)]
 
@@ -603,16 +606,16 @@ class CheckpointPool(ImagePool):
                 h = record(f"{task}: head", lambda t=task: tuple(self.head(t).shape))
                 n_classes = h[0] if h else None
             if data:
-                if spec.data is None:
-                    report.append({"item": f"{task}: data", "ok": True, "detail": "no data folder (skipped)"})
-                    continue
+                if n_classes is None and spec.head is None:  # the zero-shot head would have one row per class name
+                    known = self._known_class_names(task)
+                    n_classes = len(known) if known else None
 
                 def data_detail(t: str = task, c: int | None = n_classes) -> str:
                     ds = self.dataset(t, "test")
                     classes = getattr(ds, "classes", None)
                     if c is not None and classes is not None and len(classes) != c:
                         raise CheckpointError(f"data has {len(classes)} classes, the head has {c}")
-                    return f"{len(ds)} test images"
+                    return f"{len(ds)} test images ({getattr(ds, 'description', '') or type(ds).__name__})"
 
                 record(f"{task}: data", data_detail)
         return report
@@ -746,15 +749,24 @@ def _pool_of_spec(spec: PoolSpec, trust_pickle: bool) -> ModelPool:
 
 def open_pool(spec: str | os.PathLike[str], *, trust_pickle: bool = False, **kwargs: Any) -> CheckpointPool:
     """A pool from a YAML file, a folder holding ``pool.yaml``, or a folder in one of the papers' layouts
-    (Hugging Face model folders give an :class:`~spectral.checkpoints.hf_pool.HFPool`)."""
+    (Hugging Face model folders give an :class:`~spectral.checkpoints.hf_pool.HFPool`). ``data_root`` (the data
+    location) is the default of a pool YAML without one, and searched by discovery."""
     path = Path(os.path.expanduser(str(spec)))
+    data_root = kwargs.get("data_root")
+
+    def from_yaml(file: Path) -> CheckpointPool:
+        pool_spec = read_pool_yaml(file)
+        if pool_spec.data_root is None and data_root is not None:
+            pool_spec.data_root = Path(os.path.expanduser(str(data_root)))
+        return _pool_of_spec(pool_spec, trust_pickle)  # type: ignore[return-value]
+
     if path.is_file():
         if path.suffix.lower() not in (".yaml", ".yml"):
             raise PoolConfigError(f"{path}: a pool is a .yaml file or a folder, not a single checkpoint")
-        return _pool_of_spec(read_pool_yaml(path), trust_pickle)  # type: ignore[return-value]
+        return from_yaml(path)
     if path.is_dir():
         for name in POOL_FILE_NAMES:
             if (path / name).is_file():
-                return _pool_of_spec(read_pool_yaml(path / name), trust_pickle)  # type: ignore[return-value]
+                return from_yaml(path / name)
         return _pool_of_spec(discover_pool(path, **kwargs), trust_pickle)  # type: ignore[return-value]
     raise PoolConfigError(f"{spec}: no such pool file or folder (zoo pools are named zoo-8, zoo-14, zoo-20)")

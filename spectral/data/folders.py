@@ -1,17 +1,10 @@
 """Data sets from local folders, preprocessed as the architecture's CLIP expects.
 
-Layouts, tried in this order on a task's data folder:
-
-1. **ImageFolder with split folders**: ``<root>/train/<class>/<image>``, ``<root>/test/<class>/...`` and optionally
-   ``<root>/val/<class>/...`` (aliases: ``training``/``testing``/``valid``/``validation``). The reference code's
-   own folder layouts are of this kind: ``EuroSAT_splits/{train,val,test}``, and ``dtd/{train,val}`` /
-   ``sun397/{train,val}``, where (as in the reference) the ``val`` folder is the test set when no ``test`` folder
-   exists.
-2. **RESISC45** as the reference prepares it: ``NWPU-RESISC45/<class>/...`` plus ``resisc45-{train,val,test}.txt``
-   file lists.
-3. **torchvision's on-disk layouts** (never downloaded): MNIST, FashionMNIST, KMNIST, EMNIST (digits), CIFAR10,
-   CIFAR100, SVHN, STL10, GTSRB, Flowers102, OxfordIIITPet, Food101, RenderedSST2, FER2013, PCAM, StanfordCars,
-   DTD, with ``root`` as torchvision's ``root`` argument.
+The papers' 20 benchmarks are read in their own on-disk layouts (torchvision's files, the papers' prepared
+folder splits) by :mod:`spectral.data.layouts`, which opens a folder only as the data set a task names. Any other
+task's data is **image folders with split folders**: ``<root>/train/<class>/<image>``, ``<root>/test/<class>/...``
+and optionally ``<root>/val/<class>/...`` (aliases: ``training``/``testing``/``valid``/``validation``); where no
+``test`` folder exists, ``val`` is the test set (as the papers' ``dtd/{train,val}`` and ``sun397/{train,val}``).
 
 Validation split: where no validation folder exists, ``val`` is carved out of ``train`` exactly as the reference
 code does it (``torch.utils.data.random_split`` of the training set into train/val with
@@ -114,6 +107,9 @@ class LabelledDataset(Dataset):
         self.classes = list(classes) if classes is not None else None
         self.label_map = list(label_map) if label_map is not None else None
         self.description = description
+        #: the folder it was read from and the layout it was read as (set by spectral.data.layouts)
+        self.root: str | None = None
+        self.layout: str | None = None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -212,106 +208,35 @@ def _open_image_folder_layout(root: Path, split: Split, transform: Callable[[Any
                            description=f"ImageFolder {root} [{split}]")
 
 
-def _open_resisc45(root: Path, split: Split, transform: Callable[[Any], Tensor] | None,
-                   class_names: Sequence[str] | None) -> LabelledDataset | None:
-    for base in (root, root / "resisc45"):
-        images = base / "NWPU-RESISC45"
-        if images.is_dir() and (base / "resisc45-train.txt").is_file():
-            break
-    else:
-        return None
-
-    def subset(name: str) -> Any:
-        listing = base / f"resisc45-{name}.txt"
-        if not listing.is_file():
-            raise DatasetError(f"{listing}: missing RESISC45 split file")
-        names = {line.strip() for line in listing.read_text().splitlines() if line.strip()}
-        return _image_folder(images, transform, is_valid_file=lambda p: os.path.basename(p) in names)
-
-    train_ds = subset("train")
-    ds = _with_split(train_ds, split, lambda: subset("test"), None)
-    classes = list(train_ds.classes)
-    return LabelledDataset(ds, classes=classes, label_map=_label_map(classes, class_names),
-                           description=f"RESISC45 {base} [{split}]")
-
-
-def _torchvision_factory(name: str) -> Callable[[str, str, Any], Any] | None:
-    """(root, 'train'|'test', transform) → torchvision data set, for the benchmarks torchvision can read."""
-    import torchvision.datasets as tvd
-
-    def train_flag(cls: Any, **kw: Any) -> Callable[[str, str, Any], Any]:
-        return lambda root, split, tf: cls(root=root, train=(split == "train"), transform=tf, download=False, **kw)
-
-    def split_arg(cls: Any, train_name: str = "train", **kw: Any) -> Callable[[str, str, Any], Any]:
-        return lambda root, split, tf: cls(root=root, split=(train_name if split == "train" else "test"),
-                                           transform=tf, download=False, **kw)
-
-    table: dict[str, Callable[[str, str, Any], Any]] = {
-        "MNIST": train_flag(tvd.MNIST),
-        "FashionMNIST": train_flag(tvd.FashionMNIST),
-        "KMNIST": train_flag(tvd.KMNIST),
-        "EMNIST": train_flag(tvd.EMNIST, split="digits"),
-        "CIFAR10": train_flag(tvd.CIFAR10),
-        "CIFAR100": train_flag(tvd.CIFAR100),
-        "SVHN": split_arg(tvd.SVHN),
-        "STL10": split_arg(tvd.STL10),
-        "GTSRB": split_arg(tvd.GTSRB),
-        "Flowers102": split_arg(tvd.Flowers102),
-        "OxfordIIITPet": split_arg(tvd.OxfordIIITPet, train_name="trainval"),
-        "Food101": split_arg(tvd.Food101),
-        "RenderedSST2": split_arg(tvd.RenderedSST2),
-        "FER2013": lambda root, split, tf: tvd.FER2013(root=root, split=split, transform=tf),
-        "PCAM": split_arg(tvd.PCAM),
-        "Cars": split_arg(tvd.StanfordCars),
-        "DTD": split_arg(tvd.DTD),
-    }
-    return table.get(name)
-
-
-def _open_torchvision(root: Path, name: str, split: Split, transform: Callable[[Any], Tensor] | None,
-                      class_names: Sequence[str] | None) -> LabelledDataset | None:
-    factory = _torchvision_factory(name)
-    if factory is None:
-        return None
-    errors: list[str] = []
-    for candidate in (root, root.parent):
-        try:
-            train_ds = factory(str(candidate), "train", transform)
-        except (RuntimeError, FileNotFoundError, ImportError, OSError, ValueError) as exc:
-            errors.append(f"{candidate}: {exc}")
-            continue
-        ds = _with_split(train_ds, split, lambda c=candidate: factory(str(c), "test", transform), None)
-        classes = getattr(train_ds, "classes", None)
-        return LabelledDataset(ds, classes=classes, description=f"torchvision {name} {candidate} [{split}]")
-    raise DatasetError(
-        f"{root}: no {name} data in torchvision's on-disk layout (nothing is downloaded); " + "; ".join(errors[:2])
-    )
-
-
 def open_folder_dataset(root: str | os.PathLike[str], split: Split, *, transform: Callable[[Any], Tensor] | None,
-                        dataset: str | None = None, class_names: Sequence[str] | None = None) -> LabelledDataset:
-    """Open one split of a task's data from a local folder (see the module docstring for the layouts).
+                        dataset: str | None = None, class_names: Sequence[str] | None = None,
+                        under_location: bool = False) -> LabelledDataset:
+    """Open one split of a task's data from a local folder.
 
-    ``dataset`` names the benchmark (``"MNIST"``, ``"CarsVal"``, ...) for torchvision layouts; ``class_names``
-    (the head's order) lets an ImageFolder whose folders are the same classes in another order be relabelled.
+    ``dataset`` names the benchmark (``"MNIST"``, ``"CarsVal"``, ...; never guessed from the folder's name). A
+    benchmark's data is opened only as that benchmark
+    (:func:`spectral.data.layouts.open_benchmark`: its layouts only, ``root`` being the data location, the data
+    set's root or its own folder; ``under_location``: ``root`` is a data location given as a default, so only the
+    data set's own folder names under it are tried). Anything else must be image folders of ``train/`` and
+    ``test/`` (or ``val/``). ``class_names`` (the head's order) lets image folders whose folders are the same
+    classes in another order be relabelled.
     """
     if split not in ("train", "val", "test"):
         raise DatasetError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
     path = Path(root)
     if not path.exists():
         raise DatasetError(f"{path}: data folder does not exist")
-    for opener in (_open_image_folder_layout, _open_resisc45):
-        ds = opener(path, split, transform, class_names)
-        if ds is not None:
-            return ds
     canon = canonical_dataset_name(dataset) if dataset else None
-    if canon is None and dataset is None:
-        canon = canonical_dataset_name(path.name)
     if canon is not None:
-        ds = _open_torchvision(path, canon, split, transform, class_names)
-        if ds is not None:
-            return ds
-    raise DatasetError(
-        f"{path}: no recognised data layout: expected train/ and test/ (or val/) folders of class sub-folders"
-        + (f", or torchvision's on-disk {canon} layout" if canon else "")
-    )
+        from spectral.data.layouts import open_benchmark
+
+        return open_benchmark(canon, path, split, transform=transform, class_names=class_names,
+                              under_location=under_location)
+    ds = _open_image_folder_layout(path, split, transform, class_names)
+    if ds is None:
+        raise DatasetError(
+            f"{path}: no recognised data layout: expected train/ and test/ (or val/) folders of class sub-folders"
+            + (f" ({dataset!r} is not one of the 20 benchmarks, whose own layouts spectral also reads)"
+               if dataset else "")
+        )
+    return ds

@@ -99,10 +99,12 @@ def _store_path(args: argparse.Namespace) -> Path:
     return base / "results.sqlite"
 
 
-def open_evaluator(args: argparse.Namespace, progress: Any = None, *, keep_merges: bool = True):
+def open_evaluator(args: argparse.Namespace, progress: Any = None, *, keep_merges: bool = True,
+                   skip_missing_data: bool = False):
     """An Evaluator for ``--pool`` (building the demo zoo first if it is missing). It frees the engine's memory
     before every evaluation of a merge (``release_engine_memory``); ``keep_merges=False`` where no alpha of the
-    same merge follows (``eval``)."""
+    same merge follows (``eval``); ``skip_missing_data``: evaluate the tasks whose data opens, report the others
+    (``eval``)."""
     from spectral.eval.evaluate import Evaluator
 
     if args.pool.startswith("zoo-"):
@@ -116,7 +118,7 @@ def open_evaluator(args: argparse.Namespace, progress: Any = None, *, keep_merge
     return Evaluator(pool, store=_store_path(args), split=args.split, device=args.device, cache_dir=args.cache_dir,
                      subsample=getattr(args, "subsample", None),
                      image_cache=not getattr(args, "no_image_cache", False),
-                     release_engine_memory=True, keep_merges=keep_merges)
+                     release_engine_memory=True, keep_merges=keep_merges, skip_missing_data=skip_missing_data)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -132,7 +134,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return zs, ft, ev.merged_result(args.method, alpha=args.alpha, progress=progress, **parse_params(args.param))
 
     with _executor(args) as executor, tqdm_progress(f"{args.pool} {args.method}") as progress:
-        ev = open_evaluator(args, progress, keep_merges=False)
+        ev = open_evaluator(args, progress, keep_merges=False, skip_missing_data=True)
+        skipped = ev.unavailable
+        if not ev.tasks:
+            _report_skipped(skipped)
+            return 2
         zs, ft, result = (_run_units(args, ev, executor, run, progress) if executor.is_distributed
                           else run(ev, progress))
         _print_nodes(executor)
@@ -167,7 +173,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         atomic_write_bytes(Path(args.csv), df.to_csv(index=False).encode())
         print(f"wrote {args.csv}")
+    if skipped:
+        _report_skipped(skipped)
+        return 2
     return 0
+
+
+def _report_skipped(skipped: dict[str, str]) -> None:
+    """The tasks ``eval`` could not evaluate, by name and reason (stderr); the exit status is then 2."""
+    print(f"not evaluated ({len(skipped)} task{'s' if len(skipped) != 1 else ''}; the others are in the results "
+          "store):", file=sys.stderr)
+    for task, why in skipped.items():
+        print(f"  {task}: {why}", file=sys.stderr)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

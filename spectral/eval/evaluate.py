@@ -195,8 +195,12 @@ class Evaluator:
         image_cache: bool = True,
         release_engine_memory: bool = False,
         keep_merges: bool = True,
+        skip_missing_data: bool = False,
     ) -> None:
         self.pool = pool
+        #: evaluate only the tasks whose data opens (see :attr:`tasks`, :attr:`unavailable`)
+        self.skip_missing_data = skip_missing_data
+        self._availability: dict[str, tuple[list[str], dict[str, str]]] = {}
         #: default subsample size per task (None: the whole split); each call may override it
         self.subsample = int(subsample) if subsample else None
         self.image_cache = image_cache
@@ -244,12 +248,48 @@ class Evaluator:
             return 0
         return int(n) if int(n) < self.largest_split() else 0
 
+    def _available(self, split: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """(tasks to evaluate, {task: why not}) on ``split``: with ``skip_missing_data``, a task whose data does
+        not open, or whose classes are not its head's, is left out and reported; else every task."""
+        split = split or self.split
+        if not self.skip_missing_data:
+            return list(self.pool.task_names), {}
+        if split not in self._availability:
+            from spectral.errors import SpectralError
+
+            ok, why = [], {}
+            for t in self.pool.task_names:
+                try:
+                    ds = self.pool.dataset(t, split)  # type: ignore[arg-type]
+                    classes = getattr(ds, "classes", None)
+                    n_classes = len(classes) if classes is not None else getattr(ds, "num_labels", None)
+                    if n_classes is not None and int(n_classes) != self.pool.num_classes(t):
+                        raise SpectralError(f"task {t!r}: its data has {int(n_classes)} classes, its head has "
+                                            f"{self.pool.num_classes(t)}")
+                    ok.append(t)
+                except (SpectralError, OSError) as exc:
+                    why[t] = str(exc)
+                    log.warning("not evaluating task %s: %s", t, exc)
+            self._availability[split] = (ok, why)
+        return self._availability[split]
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks evaluated on :attr:`split` (all of them unless ``skip_missing_data`` left some out)."""
+        return list(self._available()[0])
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Tasks left out on :attr:`split` because their data could not be used, with the reason."""
+        return dict(self._available()[1])
+
     def largest_split(self, split: str | None = None) -> int:
         """Number of images of the largest task split (read from the data sets' lengths; memoised)."""
         split = split or self.split
         memo = self.__dict__.setdefault("_split_sizes", {})
         if split not in memo:
-            memo[split] = max(len(self.pool.dataset(t, split)) for t in self.pool.task_names)  # type: ignore[arg-type]
+            memo[split] = max((len(self.pool.dataset(t, split)) for t in self._available(split)[0]),  # type: ignore[arg-type]
+                              default=0)
         return memo[split]
 
     def key(self, method: str, params: Mapping[str, Any], split: str | None = None,
@@ -311,6 +351,8 @@ class Evaluator:
                    split: str | None = None, subsample: int | None = None,
                    progress: Progress | None = None) -> tuple[dict[str, float], dict[str, int]]:
         """Uncached: evaluate a state dict now (on the whole split unless ``subsample`` is given)."""
+        if tasks is None and self.skip_missing_data:
+            tasks = self._available(split)[0]
         return task_accuracies(self.pool, state_dict, tasks=tasks, split=split or self.split, device=self.device,
                                batch_size=self.batch_size, subsample=subsample or None, cache_dir=self.cache_dir,
                                image_cache=self.image_cache, progress=progress)
@@ -328,7 +370,7 @@ class Evaluator:
         """Each task's fine-tuned image tower on its own task (the individual upper bound)."""
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
             accs, counts, bounds = {}, {}, {}
-            for t in self.pool.task_names:
+            for t in self._available(split)[0]:
                 out = self.accuracies(self.pool.finetuned_state_dict(t), [t], split, n, progress)
                 accs.update(out[0])
                 counts.update(out[1])

@@ -293,6 +293,8 @@ def eval_source(pool: ModelPool, task: str, split: str = "test", *, cache_dir: s
         else:
             held = _small_in_memory(ds) if in_memory else None
             source = MemorySource(*held) if held is not None else DatasetSource(ds)
+        classes = getattr(ds, "classes", None)
+        source.classes = list(classes) if classes is not None else None  # type: ignore[attr-defined]
         store[key] = source
     return store[key]
 
@@ -357,6 +359,12 @@ def streamed_accuracies(
     with torch.inference_mode():
         for t in tasks:
             head = pool.head(t).to(dev, torch.float32)
+            classes = getattr(sources[t], "classes", None)
+            if classes is not None and len(classes) != head.shape[0]:
+                from spectral.data.folders import DatasetError
+
+                raise DatasetError(f"task {t!r}: its {split} data has {len(classes)} classes, its head has "
+                                   f"{head.shape[0]}: the data is not this task's")
             for attempt in (0, 1):
                 correct, seen = 0, 0
                 try:

@@ -159,3 +159,10 @@ def test_unreadable_pool_shows_error_and_app_keeps_running(tmp_path: Path) -> No
 def test_adaptation_page_is_listed() -> None:
     at = open_page()
     assert not at.exception
+
+
+def test_overview_shows_each_tasks_test_data() -> None:
+    at = open_page()
+    table = at.table[0].value
+    assert list(table["task"]) == ["digits", "signs", "scenes", "textures"]
+    assert set(table["data"]) == {"found"} and all(int(n.replace(",", "")) > 0 for n in table["test images"])

@@ -58,11 +58,11 @@ def test_image_folder_with_generated_val_split(tmp_path):
 
 
 def test_existing_val_folder_is_used_and_train_val_only_layout_tests_on_val(tmp_path):
-    full = _image_folder(tmp_path / "EuroSAT_splits", ["a", "b"], {"train": 6, "val": 2, "test": 3})
+    full = _image_folder(tmp_path / "my_splits", ["a", "b"], {"train": 6, "val": 2, "test": 3})
     assert len(open_folder_dataset(full, "train", transform=None)) == 12
     assert len(open_folder_dataset(full, "val", transform=None)) == 4
     assert len(open_folder_dataset(full, "test", transform=None)) == 6
-    dtd_like = _image_folder(tmp_path / "dtd", ["a", "b"], {"train": 10, "val": 3})
+    dtd_like = _image_folder(tmp_path / "textures", ["a", "b"], {"train": 10, "val": 3})
     assert len(open_folder_dataset(dtd_like, "test", transform=None)) == 6  # the reference tests on val/
     assert len(open_folder_dataset(dtd_like, "val", transform=None)) == 2  # int(0.1 · 20)
     assert len(open_folder_dataset(dtd_like, "train", transform=None)) == 18
@@ -89,16 +89,20 @@ def test_clip_preprocessing_of_the_architecture(tmp_path):
                                / torch.tensor([0.26862954, 0.26130258, 0.27577711]), rtol=0, atol=1e-4)
 
 
-def test_resisc45_split_files(tmp_path):
+def test_resisc45_split_files_and_its_class_count(tmp_path):
     base = tmp_path / "resisc45"
     for c in ("airplane", "beach"):
         _write_images(base / "NWPU-RESISC45" / c, 12)
     files = sorted(p.name for p in (base / "NWPU-RESISC45" / "airplane").iterdir())
     (base / "resisc45-train.txt").write_text("\n".join(files[:10]) + "\n")
     (base / "resisc45-test.txt").write_text("\n".join(files[10:]) + "\n")
-    assert len(open_folder_dataset(base, "train", transform=None)) == 18  # 20 listed (same names per class) - 2 val
-    assert len(open_folder_dataset(base, "val", transform=None)) == 2
-    assert len(open_folder_dataset(tmp_path, "test", transform=None)) == 4
+    # two class folders are not RESISC45's 45 (the full layout is read in tests/data/test_layouts.py)
+    for root in (base, tmp_path):
+        with pytest.raises(DatasetError, match="RESISC45.*2 classes, RESISC45 has 45"):
+            open_folder_dataset(root, "test", transform=None, dataset="RESISC45")
+    # and a folder that is not named after a benchmark is never guessed to be RESISC45
+    with pytest.raises(DatasetError, match="no recognised data layout"):
+        open_folder_dataset(tmp_path, "test", transform=None)
 
 
 def _write_idx(path, array_bytes, dims, kind):
@@ -132,7 +136,7 @@ def test_missing_or_unrecognised_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no recognised data layout"):
         open_folder_dataset(tmp_path / "empty", "test", transform=None)
-    with pytest.raises(DatasetError, match="torchvision"):
+    with pytest.raises(DatasetError, match="CIFAR10: no CIFAR10 data at .*cifar-10-batches-py/data_batch_1"):
         open_folder_dataset(tmp_path / "empty", "test", transform=None, dataset="CIFAR10")
     with pytest.raises(DatasetError, match="split"):
         open_folder_dataset(tmp_path / "empty", "holdout", transform=None)  # type: ignore[arg-type]
