@@ -136,8 +136,9 @@ def test_gpt2_spectra_and_merges_equal_those_of_a_linear_twin(gpt2_pool, tmp_pat
 
 def _reference(base: dict, tasks: list[dict], method: str, alpha: float, density: float = 0.2) -> dict:
     """Weight average, task arithmetic and TIES (Yadav et al. 2023; trim over the whole flattened task vector,
-    keep int(density*d), elect the sign of the summed trimmed mass, zeros take the whole model's majority sign,
-    disjoint mean) in float64, on stored keys."""
+    keep |x| ≥ the (d − int(density·d))-th smallest, i.e. int(density·d) + 1 entries, as the authors' code does;
+    elect the sign of the summed trimmed mass, zeros take the sign of the summed signs; disjoint mean) in float64,
+    on stored keys."""
     keys = [k for k, v in base.items() if v.is_floating_point()]
     deltas = [{k: t[k].double() - base[k].double() for k in keys} for t in tasks]
     if method == "weight_average":
@@ -149,10 +150,11 @@ def _reference(base: dict, tasks: list[dict], method: str, alpha: float, density
     for d in deltas:
         flat = torch.cat([d[k].reshape(-1) for k in keys]).abs()
         keep = int(flat.numel() * density)
-        thr = torch.sort(flat, descending=True).values[keep - 1]
+        thr = torch.sort(flat, descending=True).values[keep]
         trimmed.append({k: d[k] * (d[k].abs() >= thr) for k in keys})
     signs = {k: torch.sign(sum(t[k] for t in trimmed)) for k in keys}
-    majority = 1.0 if sum(float(s.sum()) for s in signs.values()) >= 0 else -1.0
+    total = sum(float(s.sum()) for s in signs.values())
+    majority = 1.0 if total > 0 else -1.0 if total < 0 else 0.0  # 0: the negative entries are selected
     out = {}
     for k in keys:
         s = signs[k].clone()
