@@ -389,8 +389,32 @@ def layer_select(ws: Workspace, key: str, label: str = "Layer") -> str:
                         persist_state="session")
 
 
-def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
-    """One widget from a method's declared parameter (kind, range, step, default, help), bound to the URL."""
+def pool_ranks(ws: Workspace) -> dict[int, int]:
+    """``{r: number of matrix layers of rank r}`` of the open pool (what rank parameters act on)."""
+    assert ws.taskset is not None
+    return {int(r): int(n) for r, n in analysis.layers(ws.taskset).r.value_counts().items()}
+
+
+def _url_number(key: str) -> float | None:
+    raw = st.query_params.get(key)
+    try:
+        return round(float(raw), 6) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _session_number(key: str) -> float | None:
+    value = st.session_state.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def param_widget(method: str, p: Param, num_tasks: int, prefix: str,
+                 ranks: Mapping[int, int] | None = None) -> Any:
+    """One widget from a method's declared parameter (kind, range, step, default, help), bound to the URL.
+
+    A rank parameter (one that declares ``Param.effective``: TSV-M's and CART's k_frac, Iso-CTS's common_frac) on
+    a pool whose ranks are known gets a slider over only the values that change the merge
+    (:func:`spectral.methods.effective.distinct_values`), with the sizes the merge uses written beside it."""
     key = f"{prefix}_{method}_{p.name}"
     label = p.label or p.name
     default = p.default_value(num_tasks)
@@ -401,6 +425,8 @@ def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
         step = float(p.step) if p.step is not None else (high - low) / 100
         value = min(high, max(low, round(float(default) / step) * step))
         decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 3
+        if p.effective is not None and ranks and p.low is not None and p.high is not None and p.step:
+            return _rank_slider(p, label, round(value, decimals), num_tasks, ranks, common)
         return st.slider(label, low, high, float(round(value, 6)), step, format=f"%.{decimals}f", **common)
     if p.kind == "int":
         low = int(p.low) if p.low is not None else 0
@@ -416,9 +442,25 @@ def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
     raise SpectralError(f"{method}: parameter {p.name!r} has unknown kind {p.kind!r}")
 
 
-def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
-                  per_row: int = 3) -> dict[str, dict[str, Any]]:
-    """Sliders for every chosen method, laid out one method per column: ``{method: {param: value}}``."""
+def _rank_slider(p: Param, label: str, default: float, num_tasks: int, ranks: Mapping[int, int],
+                 common: dict[str, Any]) -> float:
+    """A select slider over the values of ``p`` that change the merge on these ranks, and the sizes it gives."""
+    from spectral.methods.effective import describe_sizes, distinct_values, effective_sizes
+
+    key = common["key"]
+    options = distinct_values(p, ranks, num_tasks, keep=[default, _url_number(key), _session_number(key)])
+    start = min(options, key=lambda v: abs(v - default))
+    value = float(st.select_slider(label, options, value=start, format_func=lambda v: f"{v:g}", **common))
+    sizes = describe_sizes(effective_sizes(p, value, ranks, num_tasks), ranks)
+    st.caption(f"{sizes} · {len(options)} distinct values on this pool",
+               help="Steps that would not change any layer's integer sizes are left out of the slider.")
+    return value
+
+
+def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *, per_row: int = 3,
+                  ranks: Mapping[int, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Sliders for every chosen method, laid out one method per column: ``{method: {param: value}}``. With
+    ``ranks`` (:func:`pool_ranks`), rank parameters step only through values that change the merge."""
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(methods), per_row):
         cols = st.columns(per_row)
@@ -426,7 +468,7 @@ def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
             m = get_method(method)
             with col:
                 st.markdown(f"**{m.display_name}**", help=f"{m.paper}. {m.description}")
-                out[method] = {p.name: param_widget(method, p, num_tasks, prefix) for p in m.params}
+                out[method] = {p.name: param_widget(method, p, num_tasks, prefix, ranks) for p in m.params}
                 if not m.params:
                     st.caption("no parameters")
     url_warnings()

@@ -41,7 +41,7 @@ def lab() -> None:
     if not methods:
         st.info("Choose at least one method.")
         return
-    params = _ui.method_params(methods, T, "ml")
+    params = _ui.method_params(methods, T, "ml", ranks=_ui.pool_ranks(ws))
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
                      format_func=lambda v: "absolute accuracy (%)" if v == "accuracy" else "normalised accuracy",
                      bind="query-params", persist_state="session")

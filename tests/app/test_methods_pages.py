@@ -33,7 +33,7 @@ def test_spectra_page_shows_over_accumulation() -> None:
     assert after[0]["y"] != before[0]["y"]  # the base merge's spectrum scales with α
     at.selectbox(key="sp_svc_base").set_value("tsv_m").run()
     assert not at.exception and not at.error
-    assert "sp_svc_tsv_m_k_frac" in {s.key for s in at.slider}
+    assert "sp_svc_tsv_m_k_frac" in {s.key for s in at.select_slider}
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ def test_task_vectors_page() -> None:
 def test_spectra_page() -> None:
     at = open_page("pages/spectra.py")
     assert {"spectra", "energy", "interpolation", "effective_rank"} <= set(chart_keys(at))
-    assert {"sp_beta", "sp_energy", "sp_tsv_m_k_frac", "sp_iso_cts_common_frac"} <= {s.key for s in at.slider}
+    assert {"sp_beta", "sp_energy"} <= {s.key for s in at.slider}
+    assert {"sp_tsv_m_k_frac", "sp_iso_cts_common_frac"} <= {s.key for s in at.select_slider}
     names = [t["name"] for t in chart_data(at, "spectra")]
     assert {"digits", "Task Arithmetic", "Iso-C", "Iso-CTS", "TSV-M"} <= set(names)
 
@@ -61,7 +62,8 @@ def test_spectra_page() -> None:
     assert [t["y"] for t in after] != [t["y"] for t in before]
 
     tsv = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
-    slider(at, "sp_tsv_m_k_frac").set_value(0.05).run()
+    k_frac = at.select_slider(key="sp_tsv_m_k_frac")
+    k_frac.set_value(min(k_frac.options, key=lambda v: abs(float(v) - 0.05))).run()
     assert not at.exception
     tsv_after = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
     assert tsv_after != tsv
@@ -94,7 +96,7 @@ def test_alignment_page() -> None:
 def test_merge_lab_page() -> None:
     at = open_page("pages/merge_lab.py")
     assert "radar" in chart_keys(at)
-    keys = {s.key for s in at.slider}
+    keys = {s.key for s in at.slider} | {s.key for s in at.select_slider}
     assert {"ml_task_arithmetic_alpha", "ml_tsv_m_alpha", "ml_tsv_m_k_frac", "ml_iso_cts_common_frac"} <= keys
     assert at.selectbox(key="ml_tsv_m_orthogonalisation").value == "procrustes"
     traces = {t["name"]: t["r"] for t in chart_data(at, "radar")}
@@ -113,7 +115,7 @@ def test_merge_lab_method_choice_rebuilds_sliders() -> None:
     at = open_page("pages/merge_lab.py")
     at.multiselect(key="ml_methods").set_value(["ties", "cart"]).run()
     assert not at.exception and not at.error
-    keys = {s.key for s in at.slider}
+    keys = {s.key for s in at.slider} | {s.key for s in at.select_slider}
     assert {"ml_ties_density", "ml_cart_k_frac"} <= keys and "ml_tsv_m_k_frac" not in keys
 
 
