@@ -63,7 +63,7 @@ def test_spectra_page() -> None:
 
     tsv = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
     k_frac = at.select_slider(key="sp_tsv_m_k_frac")
-    k_frac.set_value(min(k_frac.options, key=lambda v: abs(float(v) - 0.05))).run()
+    k_frac.set_value(min((float(o) for o in k_frac.options), key=lambda v: abs(v - 0.05))).run()
     assert not at.exception
     tsv_after = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
     assert tsv_after != tsv
