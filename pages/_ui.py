@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import streamlit as st
 import torch
@@ -335,8 +335,11 @@ def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
 
 
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,
-                caption: str | None = None) -> registry.FigureData | None:
-    """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads."""
+                caption: str | Callable[[registry.FigureData], str] | None = None) -> registry.FigureData | None:
+    """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads.
+
+    ``caption`` may be a function of the figure's data, for captions that state a finding (computed from the data
+    shown, :mod:`spectral.figures.captions`)."""
     url_warnings()
     with guard(registry.get_kind(kind).title):
         data = figure_data(ws, kind, settings)
@@ -344,6 +347,8 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
         fig.update_layout(margin=dict(t=30, b=40))  # on screen only; the paper template sets its own
         fit_screen_legend(fig)  # many tasks + merges: legend above the plot, nothing cut off
         st.plotly_chart(fig, key=f"chart_{key}", theme="streamlit")
+        if callable(caption):
+            caption = caption(data)
         if caption:
             st.caption(caption)
         download_row(ws, kind, settings, data, fig, key=key)
