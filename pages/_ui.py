@@ -7,6 +7,7 @@ or a background job.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from contextlib import contextmanager
@@ -356,31 +357,62 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
     return None
 
 
+#: rendered paper exports kept per session (figure, width) → {format: bytes}
+_EXPORTS = "_prepared_exports"
+_EXPORTS_KEPT = 8
+
+
 def download_row(ws: Workspace, kind: str, settings: Mapping[str, Any], data: registry.FigureData, fig: Any,
                  *, key: str) -> None:
-    """Five download buttons; the files are built only when clicked (``data=callable``, ``on_click="ignore"``)."""
+    """Download buttons whose files exist before they are clicked, so no download is ever cancelled.
+
+    Streamlit's lazy downloads (``data=callable``) store the built file unreferenced: the next script run of any
+    session (a slider move elsewhere, a fragment's timer) may delete it before the browser fetches it, and the
+    download fails silently (issue 29; errors inside the callable reach only the server log). Here CSV and YAML are
+    built with the page (small), and the paper-template PDF / SVG / PNG are rendered by one click on **PDF · SVG ·
+    PNG** (errors shown on the page), kept for the session, and offered as ordinary downloads of those bytes.
+    """
     columns = export_columns(kind)
-    stem = registry.download_stem(kind, ws.spec, settings, data.meta)
+    stem = registry.download_stem(kind, ws.spec, settings, data.meta, num_tasks=len(ws.task_names))
     document = registry.settings_document(kind, ws.spec, settings, columns=columns, meta=data.meta)
     chromium = find_chromium() is not None
-    cols = st.columns(5, gap="small", width=420)
-    for col, fmt in zip(cols, IMAGE_FORMATS):
-        col.download_button(
-            fmt.upper(), data=(lambda fmt=fmt: export_figure(fig, fmt, columns=columns)),  # type: ignore[arg-type]
-            file_name=f"{stem}.{fmt}", mime=IMAGE_FORMATS[fmt], key=f"dl_{key}_{fmt}", on_click="ignore",
-            disabled=not chromium,
-            help=f"{columns}-column paper template" if chromium else "needs Debian's chromium (apt install chromium)",
-        )
-    cols[3].download_button("CSV", data=lambda: csv_bytes(data.table), file_name=f"{stem}.csv",
-                            mime=DATA_FORMATS["csv"], key=f"dl_{key}_csv", on_click="ignore",
-                            help="the figure's data")
-    cols[4].download_button("YAML", data=lambda: settings_yaml(document), file_name=f"{stem}.yaml",
-                            mime=DATA_FORMATS["yaml"], key=f"dl_{key}_yaml", on_click="ignore",
-                            help=f"settings: `python -m spectral figure {stem}.yaml -o {stem}.pdf` regenerates it")
+    prepared: dict[Any, dict[str, bytes]] = st.session_state.setdefault(_EXPORTS, {})
+    figure_id = (key, stem, columns, hashlib.blake2s(fig.to_json().encode(), digest_size=8).hexdigest())
+    files = prepared.get(figure_id)
+    images, csv_col, yaml_col = st.columns([3, 1, 1], gap="small", width=420)
+    if files is None:
+        slot = images.empty()
+        clicked = slot.button(
+            "PDF · SVG · PNG", key=f"prep_{key}", icon=":material/picture_as_pdf:", disabled=not chromium,
+            width="stretch",
+            help=(f"Render the {columns}-column paper version (a few seconds), then download it"
+                  if chromium else "needs Debian's chromium (apt install chromium)"))
+        if clicked:
+            with images, st.spinner("Rendering…"):
+                try:
+                    files = {fmt: export_figure(fig, fmt, columns=columns) for fmt in IMAGE_FORMATS}
+                except SpectralError as err:
+                    st.error(f"Export failed: {err}", icon="⚠️")
+            if files is not None:
+                slot.empty()  # the three downloads take the button's place
+                prepared[figure_id] = files
+                while len(prepared) > _EXPORTS_KEPT:  # oldest first: dicts keep insertion order
+                    prepared.pop(next(iter(prepared)))
+    if files is not None:
+        for col, fmt in zip(images.columns(3, gap="small"), IMAGE_FORMATS):
+            col.download_button(fmt.upper(), data=files[fmt], file_name=f"{stem}.{fmt}", mime=IMAGE_FORMATS[fmt],
+                                key=f"dl_{key}_{fmt}", on_click="ignore", help=f"{columns}-column paper template")
+    csv_col.download_button("CSV", data=csv_bytes(data.table), file_name=f"{stem}.csv", mime=DATA_FORMATS["csv"],
+                            key=f"dl_{key}_csv", on_click="ignore", help="the figure's data")
+    yaml_col.download_button("YAML", data=settings_yaml(document), file_name=f"{stem}.yaml",
+                             mime=DATA_FORMATS["yaml"], key=f"dl_{key}_yaml", on_click="ignore",
+                             help=f"settings: `python -m spectral figure {stem}.yaml -o {stem}.pdf` regenerates it")
 
 
 def table_download(label: str, table: Any, file_name: str, key: str) -> None:
-    st.download_button(label, data=lambda: csv_bytes(table), file_name=file_name, mime="text/csv", key=key,
+    """A CSV download of a table, built with the page (a lazy file could be deleted before the browser fetches
+    it: see :func:`download_row`)."""
+    st.download_button(label, data=csv_bytes(table), file_name=file_name, mime="text/csv", key=key,
                        on_click="ignore", icon=":material/table:")
 
 
