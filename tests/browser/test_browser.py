@@ -19,7 +19,7 @@ PAGES = {
     "interference": ("Interference", 4, ""),
     "alignment": ("Alignment", 2, ""),
     "merge_lab": ("Merge lab", 1, ""),
-    "sweeps": ("Sweeps", 4, "?sw_rank_points=3&sw_alpha_points=3&sw_common_points=3&sw_ablation_select=false"),
+    "sweeps": ("Sweeps", 1, "?sw_rank_points=3&sw_alpha_points=3&sw_common_points=3&sw_ablation_select=false"),
     "export": ("Export", 0, ""),
 }
 if (ROOT / "pages" / "adaptation.py").exists():
@@ -106,7 +106,10 @@ def test_slider_moves_the_chart_and_the_url(server: str, tab, artifacts: Path) -
 def test_export_downloads(server: str, tab, artifacts: Path, fmt: str) -> None:
     tab.goto(f"{server}/task_vectors")
     settle(tab, 2)
-    button = tab.get_by_role("button", name=fmt).first
+    # the paper versions are rendered by one click, then offered as files that exist before they are fetched
+    tab.get_by_role("button", name="PDF · SVG · PNG").first.click()
+    button = tab.get_by_role("button", name=fmt, exact=True).first
+    button.wait_for(timeout=90_000)
     with tab.expect_download(timeout=90_000) as info:
         button.click()
     download = info.value
