@@ -231,3 +231,22 @@ def test_pickled_pool_shows_the_refusal_and_the_trust_control(server: str, tab, 
     settle(tab)
     tab.wait_for_function("() => !document.body.innerText.includes('pickled Python object')")
     tab.screenshot(path=str(artifacts / "trust-ticked.png"), full_page=True)
+
+
+def test_idle_merge_lab_receives_no_messages(server: str, tab, artifacts: Path) -> None:
+    """Issue 29: an idle Merge lab received 55–65 websocket messages per 10 s from a once-a-second fragment timer;
+    with nothing refining, a settled page receives none."""
+    frames = {"counting": False, "n": 0}
+
+    def on_socket(ws) -> None:
+        ws.on("framereceived", lambda _: frames.__setitem__("n", frames["n"] + int(frames["counting"])))
+
+    tab.on("websocket", on_socket)
+    tab.goto(f"{server}/merge_lab")
+    settle(tab, 1)
+    no_exception(tab)
+    frames["counting"] = True
+    tab.wait_for_timeout(4000)  # the window being measured: a 1 s timer would deliver several runs in it
+    frames["counting"] = False
+    assert frames["n"] == 0, f"{frames['n']} websocket messages reached an idle Merge lab in 4 s"
+    tab.screenshot(path=str(artifacts / "merge_lab-idle.png"), full_page=True)
