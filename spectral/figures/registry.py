@@ -165,6 +165,10 @@ def download_stem(name: str, pool: str, settings: Mapping[str, Any], meta: Mappi
         if key == "params" and isinstance(value, Mapping):
             state.update(_method_param_state(value, num_tasks))
             continue
+        if key == "adapted" and value:
+            # adapted models by ``<run_id>@<step>``: the run id's first 6 characters name it, as the pages do
+            state[key] = [f"{str(ref).split('@')[0][:6]}@{str(ref).split('@')[-1]}" for ref in value]
+            continue
         if key == "k_frac" and value is None:
             state["k"] = "r/T"  # TSV's default rank, k = int(r/T): still a state worth naming (issue 29)
             continue

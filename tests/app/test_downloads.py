@@ -67,6 +67,7 @@ def test_interference_downloads_name_k_and_render_on_one_click(stored: dict) -> 
 
 def test_merge_lab_names_carry_changed_parameters(stored: dict) -> None:
     at = AppTest.from_file(APP, default_timeout=120).run()
+    at.session_state["ml_adapted"] = []  # other tests may have stored adaptation results for this pool
     at.switch_page("pages/merge_lab.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert downloads(at, stored)["dl_radar_csv"][0] == "radar-fake-4.csv"  # every setting at its default

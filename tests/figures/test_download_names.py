@@ -50,3 +50,8 @@ def test_hash_only_past_the_limit() -> None:
     assert stem != radar({**many, "ties": {"alpha": 0.8, "density": 0.3}}, methods=methods)  # the hash tells apart
     short = radar({**DEFAULTS, "tsv_m": {**DEFAULTS["tsv_m"], "k_frac": 0.2}}, methods=methods)
     assert len(short) <= MAX_STEM and short == "radar-zoo-8-methods=ta+tsvm+isocts+cart+ties-tsvm.k=0.2"
+
+
+def test_adapted_models_are_named_by_a_short_run_id() -> None:
+    stem = radar(DEFAULTS, adapted=["0123456789abcdef0123@40", "fedcba9876543210fedc@12"])
+    assert stem == "radar-zoo-8-adapted=012345_40+fedcba_12"
