@@ -67,6 +67,7 @@ def test_sweeps_page_shows_published_numbers(four_task_rows) -> None:
                        "sw_ablation_select": False}.items():
         at.session_state[key] = value
     at.session_state["sw_alpha_methods"] = ["task_arithmetic"]
+    at.session_state["sw_view"] = "alpha"  # the α sweep is the one shown (only the shown sweep is computed)
     at.switch_page("pages/sweeps.py").run()
     assert not at.exception and not at.error
     beside = [d.value for d in at.dataframe if "published (%)" in d.value.columns]
