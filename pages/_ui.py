@@ -7,10 +7,11 @@ or a background job.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import streamlit as st
 import torch
@@ -417,8 +418,11 @@ def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
 
 
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,
-                caption: str | None = None) -> registry.FigureData | None:
-    """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads."""
+                caption: str | Callable[[registry.FigureData], str] | None = None) -> registry.FigureData | None:
+    """Compute (or recall) a figure's data, draw it, and offer PDF / SVG / PNG / CSV / YAML downloads.
+
+    ``caption`` may be a function of the figure's data, for captions that state a finding (computed from the data
+    shown, :mod:`spectral.figures.captions`)."""
     url_warnings()
     with guard(registry.get_kind(kind).title):
         data = figure_data(ws, kind, settings)
@@ -426,6 +430,8 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
         fig.update_layout(margin=dict(t=30, b=40))  # on screen only; the paper template sets its own
         fit_screen_legend(fig)  # many tasks + merges: legend above the plot, nothing cut off
         st.plotly_chart(fig, key=f"chart_{key}", theme="streamlit")
+        if callable(caption):
+            caption = caption(data)
         if caption:
             st.caption(caption)
         download_row(ws, kind, settings, data, fig, key=key)
@@ -433,31 +439,62 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
     return None
 
 
+#: rendered paper exports kept per session (figure, width) → {format: bytes}
+_EXPORTS = "_prepared_exports"
+_EXPORTS_KEPT = 8
+
+
 def download_row(ws: Workspace, kind: str, settings: Mapping[str, Any], data: registry.FigureData, fig: Any,
                  *, key: str) -> None:
-    """Five download buttons; the files are built only when clicked (``data=callable``, ``on_click="ignore"``)."""
+    """Download buttons whose files exist before they are clicked, so no download is ever cancelled.
+
+    Streamlit's lazy downloads (``data=callable``) store the built file unreferenced: the next script run of any
+    session (a slider move elsewhere, a fragment's timer) may delete it before the browser fetches it, and the
+    download fails silently (issue 29; errors inside the callable reach only the server log). Here CSV and YAML are
+    built with the page (small), and the paper-template PDF / SVG / PNG are rendered by one click on **PDF · SVG ·
+    PNG** (errors shown on the page), kept for the session, and offered as ordinary downloads of those bytes.
+    """
     columns = export_columns(kind)
-    stem = registry.download_stem(kind, ws.spec, settings, data.meta)
+    stem = registry.download_stem(kind, ws.spec, settings, data.meta, num_tasks=len(ws.task_names))
     document = registry.settings_document(kind, ws.spec, settings, columns=columns, meta=data.meta)
     chromium = find_chromium() is not None
-    cols = st.columns(5, gap="small", width=420)
-    for col, fmt in zip(cols, IMAGE_FORMATS):
-        col.download_button(
-            fmt.upper(), data=(lambda fmt=fmt: export_figure(fig, fmt, columns=columns)),  # type: ignore[arg-type]
-            file_name=f"{stem}.{fmt}", mime=IMAGE_FORMATS[fmt], key=f"dl_{key}_{fmt}", on_click="ignore",
-            disabled=not chromium,
-            help=f"{columns}-column paper template" if chromium else "needs Debian's chromium (apt install chromium)",
-        )
-    cols[3].download_button("CSV", data=lambda: csv_bytes(data.table), file_name=f"{stem}.csv",
-                            mime=DATA_FORMATS["csv"], key=f"dl_{key}_csv", on_click="ignore",
-                            help="the figure's data")
-    cols[4].download_button("YAML", data=lambda: settings_yaml(document), file_name=f"{stem}.yaml",
-                            mime=DATA_FORMATS["yaml"], key=f"dl_{key}_yaml", on_click="ignore",
-                            help=f"settings: `python -m spectral figure {stem}.yaml -o {stem}.pdf` regenerates it")
+    prepared: dict[Any, dict[str, bytes]] = st.session_state.setdefault(_EXPORTS, {})
+    figure_id = (key, stem, columns, hashlib.blake2s(fig.to_json().encode(), digest_size=8).hexdigest())
+    files = prepared.get(figure_id)
+    images, csv_col, yaml_col = st.columns([3, 1, 1], gap="small", width=420)
+    if files is None:
+        slot = images.empty()
+        clicked = slot.button(
+            "PDF · SVG · PNG", key=f"prep_{key}", icon=":material/picture_as_pdf:", disabled=not chromium,
+            width="stretch",
+            help=(f"Render the {columns}-column paper version (a few seconds), then download it"
+                  if chromium else "needs Debian's chromium (apt install chromium)"))
+        if clicked:
+            with images, st.spinner("Rendering…"):
+                try:
+                    files = {fmt: export_figure(fig, fmt, columns=columns) for fmt in IMAGE_FORMATS}
+                except SpectralError as err:
+                    st.error(f"Export failed: {err}", icon="⚠️")
+            if files is not None:
+                slot.empty()  # the three downloads take the button's place
+                prepared[figure_id] = files
+                while len(prepared) > _EXPORTS_KEPT:  # oldest first: dicts keep insertion order
+                    prepared.pop(next(iter(prepared)))
+    if files is not None:
+        for col, fmt in zip(images.columns(3, gap="small"), IMAGE_FORMATS):
+            col.download_button(fmt.upper(), data=files[fmt], file_name=f"{stem}.{fmt}", mime=IMAGE_FORMATS[fmt],
+                                key=f"dl_{key}_{fmt}", on_click="ignore", help=f"{columns}-column paper template")
+    csv_col.download_button("CSV", data=csv_bytes(data.table), file_name=f"{stem}.csv", mime=DATA_FORMATS["csv"],
+                            key=f"dl_{key}_csv", on_click="ignore", help="the figure's data")
+    yaml_col.download_button("YAML", data=settings_yaml(document), file_name=f"{stem}.yaml",
+                             mime=DATA_FORMATS["yaml"], key=f"dl_{key}_yaml", on_click="ignore",
+                             help=f"settings: `python -m spectral figure {stem}.yaml -o {stem}.pdf` regenerates it")
 
 
 def table_download(label: str, table: Any, file_name: str, key: str) -> None:
-    st.download_button(label, data=lambda: csv_bytes(table), file_name=file_name, mime="text/csv", key=key,
+    """A CSV download of a table, built with the page (a lazy file could be deleted before the browser fetches
+    it: see :func:`download_row`)."""
+    st.download_button(label, data=csv_bytes(table), file_name=file_name, mime="text/csv", key=key,
                        on_click="ignore", icon=":material/table:")
 
 
@@ -471,8 +508,32 @@ def layer_select(ws: Workspace, key: str, label: str = "Layer") -> str:
                         persist_state="session")
 
 
-def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
-    """One widget from a method's declared parameter (kind, range, step, default, help), bound to the URL."""
+def pool_ranks(ws: Workspace) -> dict[int, int]:
+    """``{r: number of matrix layers of rank r}`` of the open pool (what rank parameters act on)."""
+    assert ws.taskset is not None
+    return {int(r): int(n) for r, n in analysis.layers(ws.taskset).r.value_counts().items()}
+
+
+def _url_number(key: str) -> float | None:
+    raw = st.query_params.get(key)
+    try:
+        return round(float(raw), 6) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _session_number(key: str) -> float | None:
+    value = st.session_state.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def param_widget(method: str, p: Param, num_tasks: int, prefix: str,
+                 ranks: Mapping[int, int] | None = None) -> Any:
+    """One widget from a method's declared parameter (kind, range, step, default, help), bound to the URL.
+
+    A rank parameter (one that declares ``Param.effective``: TSV-M's and CART's k_frac, Iso-CTS's common_frac) on
+    a pool whose ranks are known gets a slider over only the values that change the merge
+    (:func:`spectral.methods.effective.distinct_values`), with the sizes the merge uses written beside it."""
     key = f"{prefix}_{method}_{p.name}"
     label = p.label or p.name
     default = p.default_value(num_tasks)
@@ -483,6 +544,8 @@ def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
         step = float(p.step) if p.step is not None else (high - low) / 100
         value = min(high, max(low, round(float(default) / step) * step))
         decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 3
+        if p.effective is not None and ranks and p.low is not None and p.high is not None and p.step:
+            return _rank_slider(p, label, round(value, decimals), num_tasks, ranks, common)
         return st.slider(label, low, high, float(round(value, 6)), step, format=f"%.{decimals}f", **common)
     if p.kind == "int":
         low = int(p.low) if p.low is not None else 0
@@ -498,9 +561,25 @@ def param_widget(method: str, p: Param, num_tasks: int, prefix: str) -> Any:
     raise SpectralError(f"{method}: parameter {p.name!r} has unknown kind {p.kind!r}")
 
 
-def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
-                  per_row: int = 3) -> dict[str, dict[str, Any]]:
-    """Sliders for every chosen method, laid out one method per column: ``{method: {param: value}}``."""
+def _rank_slider(p: Param, label: str, default: float, num_tasks: int, ranks: Mapping[int, int],
+                 common: dict[str, Any]) -> float:
+    """A select slider over the values of ``p`` that change the merge on these ranks, and the sizes it gives."""
+    from spectral.methods.effective import describe_sizes, distinct_values, effective_sizes
+
+    key = common["key"]
+    options = distinct_values(p, ranks, num_tasks, keep=[default, _url_number(key), _session_number(key)])
+    start = min(options, key=lambda v: abs(v - default))
+    value = float(st.select_slider(label, options, value=start, format_func=lambda v: f"{v:g}", **common))
+    sizes = describe_sizes(effective_sizes(p, value, ranks, num_tasks), ranks)
+    st.caption(f"{sizes} · {len(options)} distinct values on this pool",
+               help="Steps that would not change any layer's integer sizes are left out of the slider.")
+    return value
+
+
+def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *, per_row: int = 3,
+                  ranks: Mapping[int, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Sliders for every chosen method, laid out one method per column: ``{method: {param: value}}``. With
+    ``ranks`` (:func:`pool_ranks`), rank parameters step only through values that change the merge."""
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(methods), per_row):
         cols = st.columns(per_row)
@@ -508,7 +587,7 @@ def method_params(methods: Sequence[str], num_tasks: int, prefix: str, *,
             m = get_method(method)
             with col:
                 st.markdown(f"**{m.display_name}**", help=f"{m.paper}. {m.description}")
-                out[method] = {p.name: param_widget(method, p, num_tasks, prefix) for p in m.params}
+                out[method] = {p.name: param_widget(method, p, num_tasks, prefix, ranks) for p in m.params}
                 if not m.params:
                     st.caption("no parameters")
     url_warnings()

@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages import _ui
 from spectral import analysis
+from spectral.figures.captions import alignment_caption
 
 st.title("Alignment")
 ws = _ui.workspace()
@@ -37,8 +38,8 @@ def alignment_section() -> None:
             st.info("Choose at least one merge.")
             return
         data = _ui.show_figure(ws, "sar_nai", {"eps": eps, "k_rule": k_rule, "methods": methods}, key="sar_nai",
-                               caption="Iso Fig. 3a: tasks better aligned with the merged matrix gain more "
-                                       "(NAI, Iso Eq. 4). Merges use each method's default parameters.")
+                               caption=lambda d: alignment_caption(d.meta["pearson_r"])
+                               + " Merges use each method's default parameters.")
         if data is not None:
             cols = st.columns(max(1, len(data.meta["pearson_r"])))
             for col, (model, r) in zip(cols, data.meta["pearson_r"].items()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui
+from spectral.figures.captions import sti_layers_caption
 
 st.title("Interference")
 ws = _ui.workspace()
@@ -26,7 +27,7 @@ def per_layer_section() -> None:
     st.subheader("STI per layer")
     log_z = st.toggle("log colour scale", value=False, key="if_logz", bind="query-params", persist_state="session")
     data = _ui.show_figure(ws, "sti_layers", {"k_frac": k_frac, "log_z": log_z}, key="sti_layers",
-                           caption="TSV Fig. 6 / 14: interference is highest in early layers.")
+                           caption=lambda d: sti_layers_caption(d.table))
     if data is not None:
         st.metric("Total STI", f"{data.meta['total']:.4g}")
 

@@ -41,7 +41,7 @@ def lab() -> None:
     if not methods:
         st.info("Choose at least one method.")
         return
-    params = _ui.method_params(methods, T, "ml")
+    params = _ui.method_params(methods, T, "ml", ranks=_ui.pool_ranks(ws))
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
                      format_func=lambda v: "absolute accuracy (%)" if v == "accuracy" else "normalised accuracy",
                      bind="query-params", persist_state="session")
@@ -50,7 +50,11 @@ def lab() -> None:
     live_n = ws.live_subsample()
     estimate = live_n is not None and not _ui.figure_ready(ws, "radar", settings)
     shown = {**settings, "subsample": live_n} if estimate else settings
-    st.session_state["ml_refining"] = settings if estimate else None
+    failed = st.session_state.get("ml_refine_failed") or {}
+    refining = estimate and failed.get("settings") != settings
+    st.session_state["ml_refining"] = settings if refining else None
+    if estimate and not refining:
+        st.error(failed.get("error"))
     left, right = st.columns([3, 2])
     with left:
         caption = ("Per-dataset accuracy of each merge against the zero-shot model and each task's own fine-tuned "
@@ -74,6 +78,13 @@ def lab() -> None:
             _ui.table_download("Per-task table (CSV)", data.table, f"merge-lab-{ws.spec}.csv".replace("/", "_"),
                                "dl_ml_table")
             published_beside(analysis.accuracy_summary(data.table))
+    if refining:
+        # The whole split, in the background (memoised when done), started once the estimate is on screen.
+        _ui.figure_job(ws, "radar", settings)
+        if st.session_state.get("ml_polling") is False:
+            # Only this fragment reran (a slider move) and no poller is registered: one app rerun registers it.
+            # The poller exists only while a refinement runs, so an idle page exchanges no messages.
+            st.rerun(scope="app")
 
 
 def published_beside(summary) -> None:
@@ -91,21 +102,34 @@ def published_beside(summary) -> None:
         hide_index=True, width="stretch")
 
 
-@st.fragment(run_every=1.0)
+#: seconds between two looks at a running background refinement (no polling when none runs)
+REFINE_POLL_S = 1.0
+
+
+@st.fragment(run_every=REFINE_POLL_S)
 def refinement() -> None:
-    """Runs the whole-split evaluation of the estimate on screen in the background and swaps it in when done."""
+    """Watches the whole-split evaluation of the estimate on screen and swaps it in when done.
+
+    Called only while an estimate is being refined (the end of this page): when its job is done, or the estimate
+    left the screen, one app rerun swaps the exact numbers in and no longer calls this fragment, so its timer
+    stops and an idle Merge lab exchanges no messages with the server.
+    """
     settings = st.session_state.get("ml_refining")
     if not settings:
-        return
+        st.rerun(scope="app")  # nothing to refine any more: stop polling
     job = _ui.figure_job(ws, "radar", settings)
     if job.done:
         if job.failed:
-            st.error(f"Evaluating the whole test split failed: {job.error}")
-            return
+            st.session_state["ml_refine_failed"] = {
+                "settings": settings, "error": f"Evaluating the whole test split failed: {job.error}"}
         st.session_state["ml_refining"] = None
         st.rerun(scope="app")
     st.progress(job.fraction, text=f"Refining to the whole test split: {job.text}")
 
 
+st.session_state["ml_polling"] = None  # decided below, after the lab drew (None: a full run is under way)
 lab()
-refinement()
+polling = bool(st.session_state.get("ml_refining"))
+st.session_state["ml_polling"] = polling
+if polling:
+    refinement()

@@ -25,7 +25,7 @@ with c2:
 @st.fragment
 def spectra_section() -> None:
     with st.expander("Merge parameters (declared by each method)", expanded=False):
-        params = _ui.method_params(methods, T, "sp", per_row=4) if methods else {}
+        params = _ui.method_params(methods, T, "sp", per_row=4, ranks=_ui.pool_ranks(ws)) if methods else {}
     c1, c2, c3 = st.columns(3)
     scale = c1.radio("Scale", ["log", "linear"], horizontal=True, key="sp_scale", bind="query-params",
                      persist_state="session")
@@ -85,7 +85,7 @@ def overaccumulation_section() -> None:
     components = c3.slider("Directions", 4, 64, 24, 4, key="sp_svc_components", bind="query-params",
                            persist_state="session")
     with st.expander(f"{_ui.display_name(base)} parameters", expanded=False):
-        base_params = _ui.method_params([base], T, "sp_svc", per_row=1).get(base, {})
+        base_params = _ui.method_params([base], T, "sp_svc", per_row=1, ranks=_ui.pool_ranks(ws)).get(base, {})
     params = {"base": base, "svc_alpha": svc_alpha, **base_params}
     settings = {"layer": layer, "params": params}
     left, right = st.columns(2)

@@ -53,10 +53,12 @@ def published_beside_sweep(methods: list[str], settings: dict[str, Any]) -> None
         hide_index=True, width="stretch")
 
 
-tab_rank, tab_alpha, tab_common, tab_ablation = st.tabs(
-    ["Rank fraction (TSV-C)", "α sensitivity", "Common subspace (Iso-CTS)", "Ablation (TSV Table 4)"])
+#: the four sweeps; only the one chosen is computed (st.tabs would run, and so compute, every tab on each visit)
+VIEWS = {"rank": "Rank fraction (TSV-C)", "alpha": "α sensitivity", "common": "Common subspace (Iso-CTS)",
+         "ablation": "Ablation (TSV Table 4)"}
 
-with tab_rank:
+
+def rank_view() -> None:
     c1, c2 = st.columns([3, 1])
     lo, hi = c1.slider("Rank fraction range", 0.005, 1.0, (0.01, 1.0), 0.005, key="sw_rank_range",
                        bind="query-params", persist_state="session")
@@ -64,10 +66,11 @@ with tab_rank:
     fractions = sorted({round(float(f), 4) for f in np.geomspace(lo, hi, points)}) if hi > lo else [round(lo, 4)]
     log_x = st.toggle("log x axis", value=True, key="sw_rank_log", bind="query-params", persist_state="session")
     sweep("rank_sweep", {"fractions": fractions, "log_x": log_x}, "rank_sweep",
-          "TSV Fig. 2: each task compressed to its top-k singular components (TSV-C) and evaluated on its own task; "
-          "a few percent of the rank keeps almost all of the fine-tuned accuracy.")
+          "Each task compressed to its top-k singular components (TSV-C) and evaluated on its own task. TSV (Fig. 2) "
+          "found that a few percent of the rank keeps almost all of the fine-tuned accuracy.")
 
-with tab_alpha:
+
+def alpha_view() -> None:
     c1, c2, c3 = st.columns([2, 2, 1])
     methods = c1.multiselect("Methods", [m for m in _ui.merge_methods() if m != "weight_average"],
                              default=["task_arithmetic", "iso_c", "iso_cts"], key="sw_alpha_methods",
@@ -78,30 +81,39 @@ with tab_alpha:
     alphas = sorted({round(float(a), 4) for a in np.linspace(a_lo, a_hi, n)})
     if methods:
         sweep("alpha_sweep", {"methods": methods, "alphas": alphas}, "alpha_sweep",
-              "Iso Fig. 8: Task Arithmetic is sensitive to α; Iso-C and Iso-CTS are flatter. Stars mark each "
+              "Iso (Fig. 8) found Task Arithmetic sensitive to α and Iso-C and Iso-CTS flatter. Stars mark each "
               "method's best α on this pool (other parameters at their defaults).")
         published_beside_sweep(methods, {"methods": methods, "alphas": alphas})
     else:
         st.info("Choose at least one method.")
 
-with tab_common:
+
+def common_view() -> None:
     c1, c2 = st.columns([3, 1])
     alpha = c1.slider("α of Iso-CTS and Iso-C", 0.0, 3.0, 1.5, 0.05, key="sw_common_alpha", bind="query-params",
                       persist_state="session")
     n = c2.slider("Points", 3, 11, 9, key="sw_common_points", bind="query-params", persist_state="session")
     fracs = sorted({round(float(f), 4) for f in np.linspace(0.0, 1.0, n)})
     sweep("common_frac_sweep", {"fractions": fracs, "alpha": alpha}, "common_frac_sweep",
-          "Iso Fig. 6: at k/r = 1 Iso-CTS is Iso-C; task-specific directions help as the number of tasks grows.")
+          "At k/r = 1 Iso-CTS is Iso-C. Iso (Fig. 6) found that task-specific directions help more as the number "
+          "of tasks grows.")
 
-with tab_ablation:
+
+def ablation_view() -> None:
     select_alpha = st.toggle("Choose α on the validation split (0.1 … 2.0, as the paper)", value=True,
                              key="sw_ablation_select", bind="query-params", persist_state="session",
                              help="Off: each method's default α (Task Arithmetic 0.3, TSV 1.0)")
     settings_ablation = {"select_alpha": select_alpha}
     sweep("ablation", settings_ablation, "ablation",
-          "TSV Table 4: low-rank approximation alone does not help; interference reduction does, and both together "
-          "(TSV-M) help most. k = r/T wherever the rank is truncated.")
+          "TSV (Table 4) found that low-rank approximation alone does not help, interference reduction does, and "
+          "both together (TSV-M) help most. k = r/T wherever the rank is truncated.")
     data = ws.memo.get(registry.data_key("ablation", registry.resolve_settings("ablation", settings_ablation)))
     if data is not None:
         st.dataframe(data.table.style.format({"accuracy": "{:.2f}", "delta": "{:+.2f}", "alpha": "{:.2f}"}),
                      hide_index=True, width="stretch")
+
+
+view = st.segmented_control("Sweep", list(VIEWS), default="rank", format_func=VIEWS.get, key="sw_view",
+                            bind="query-params", persist_state="session", required=True,
+                            help="Only the sweep shown is computed; the others start when you open them.")
+{"rank": rank_view, "alpha": alpha_view, "common": common_view, "ablation": ablation_view}[view or "rank"]()

@@ -168,6 +168,11 @@ def _safe(text: str) -> str:
     return _UNSAFE.sub("_", text.replace("·", ".").replace("/", "_")).strip("._-")
 
 
+def short_name(value: str) -> str:
+    """The short form of a method or flag in file names (``tsv_m`` → ``tsvm``); other text unchanged."""
+    return _SHORT.get(str(value), str(value))
+
+
 def _short(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return _SHORT[str(value)]
@@ -193,9 +198,9 @@ def file_stem(kind: str, pool: str, state: Mapping[str, Any] | None = None) -> s
 
         digest = hashlib.blake2s("-".join(parts).encode(), digest_size=4).hexdigest()
         keep = head
-        for part in parts:  # as many whole parts as fit, then the hash of all of them
+        for part in parts:  # as many whole parts as fit (shorter later ones too), then the hash of all of them
             if len(keep) + len(part) + 10 > MAX_STEM:
-                break
+                continue
             keep += "-" + part
         stem = f"{keep}-{digest}"
     return stem
@@ -207,5 +212,5 @@ def timestamp() -> str:
 
 __all__ = [
     "DATA_FORMATS", "IMAGE_FORMATS", "ExportError", "csv_bytes", "export_figure", "file_stem", "find_chromium",
-    "load_settings", "plain", "render_image", "settings_yaml", "stop_server", "timestamp",
+    "load_settings", "plain", "render_image", "settings_yaml", "short_name", "stop_server", "timestamp",
 ]

@@ -122,21 +122,78 @@ def settings_document(name: str, pool: str, settings: Mapping[str, Any], *, colu
     return doc
 
 
-def download_stem(name: str, pool: str, settings: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> str:
+#: short names of method parameters in file names
+_PARAM_SHORT = {"alpha": "a", "k_frac": "k", "common_frac": "cf", "orthogonalisation": "orth", "density": "d",
+                "svc_alpha": "asvc", "tall_lambda": "lam", "min_tasks": "min"}
+
+
+def _is_default(param: Any, value: Any, num_tasks: int | None) -> bool:
+    """Whether ``value`` is the parameter's declared default (or its task-count default, also as the slider
+    rounds it to its step)."""
+    candidates = [param.default_value(num_tasks)]  # the static default when T is unknown
+    for default in list(candidates):
+        if param.step and isinstance(default, (int, float)) and not isinstance(default, bool):
+            candidates.append(round(float(default) / float(param.step)) * float(param.step))
+    for default in candidates:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(default, (int, float)) \
+                and not isinstance(default, bool):
+            if math.isclose(float(value), float(default), rel_tol=1e-9, abs_tol=1e-9):
+                return True
+        elif value == default:
+            return True
+    return False
+
+
+def download_stem(name: str, pool: str, settings: Mapping[str, Any], meta: Mapping[str, Any] | None = None, *,
+                  num_tasks: int | None = None) -> str:
     """File name (without suffix) of a figure's downloads: kind, pool, the layer drawn and every setting that
-    differs from the kind's defaults, e.g. ``spectra-zoo-8-layer=3.mlp.c_fc-normalise=on``."""
+    differs from the kind's defaults, e.g. ``spectra-zoo-8-layer=3.mlp.c_fc-normalise=on``.
+
+    Method parameters are written per method and only where they differ from the method's declared defaults
+    (``radar-zoo-8-tsvm.k=0.2``); the STI figures always name their rank (``k=r_T`` for TSV's default k = r/T).
+    A hash replaces parts only when the name would pass :data:`spectral.figures.export.MAX_STEM` characters."""
     kind = get_kind(name)
     resolved = resolve_settings(name, settings)
+    if num_tasks is None and meta and isinstance(meta.get("tasks"), (list, tuple)):
+        num_tasks = len(meta["tasks"])
     state: dict[str, Any] = {}
     if meta and meta.get("layer"):
         state["layer"] = meta["layer"]
     for key, value in resolved.items():
         if key == "layer" and "layer" in state:
             continue
+        if key == "params" and isinstance(value, Mapping):
+            state.update(_method_param_state(value, num_tasks))
+            continue
+        if key == "adapted" and value:
+            # adapted models by ``<run_id>@<step>``: the run id's first 6 characters name it, as the pages do
+            state[key] = [f"{str(ref).split('@')[0][:6]}@{str(ref).split('@')[-1]}" for ref in value]
+            continue
+        if key == "k_frac" and value is None:
+            state["k"] = "r/T"  # TSV's default rank, k = int(r/T): still a state worth naming (issue 29)
+            continue
         default = kind.defaults.get(key)
         if freeze(value) != freeze(list(default) if isinstance(default, tuple) else default):
             state[key] = value
     return file_stem(name, pool, state)
+
+
+def _method_param_state(params: Mapping[str, Any], num_tasks: int | None) -> dict[str, Any]:
+    """``{"tsvm.k": 0.2, "isocts.cf": 0.6}``: each method's parameters that differ from its declared defaults."""
+    from spectral.figures.export import short_name
+    from spectral.methods import REGISTRY
+
+    out: dict[str, Any] = {}
+    for method, values in params.items():
+        if not isinstance(values, Mapping):
+            out[short_name(method)] = values
+            continue
+        declared = {p.name: p for p in REGISTRY[method].params} if method in REGISTRY else {}
+        for pname, value in values.items():
+            if pname in declared and _is_default(declared[pname], value, num_tasks):
+                continue
+            out[f"{short_name(method)}.{_PARAM_SHORT.get(pname, pname)}"] = value
+    return out
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------

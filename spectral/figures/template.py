@@ -115,6 +115,20 @@ def _fit_heatmap_text(fig: go.Figure, width: int, height: int, font_px: int) -> 
             trace.update(textfont=dict(size=font_px, family=SERIF))
 
 
+#: tallest plot area the template grows a heatmap to so that every row is labelled (9 in at 96 px/in)
+MAX_PLOT_HEIGHT_PX = 864
+
+
+def _category_rows(fig: go.Figure) -> int:
+    """Number of text categories on the y axis of the figure's heatmaps (0 when there are none)."""
+    labels: set[str] = set()
+    for trace in fig.data:
+        ys = getattr(trace, "y", None) if trace.type == "heatmap" else None
+        if ys is not None and len(ys) and isinstance(ys[0], str):
+            labels.update(ys)
+    return len(labels)
+
+
 def _category_ticks(fig: go.Figure, width: int, height: int, font_px: int) -> None:
     """Every category labelled (plotly would silently skip task names on a dense axis), vertical where slanted
     labels would touch (e.g. 20 task names)."""
@@ -142,6 +156,11 @@ def _category_ticks(fig: go.Figure, width: int, height: int, font_px: int) -> No
                 axis.update(ticktext=[t if i % step == 0 else "" for i, t in enumerate(axis.ticktext)])
             elif step > 1:
                 axis.update(dtick=step)
+            if step > 1 and labels and not square:
+                # say which rows carry no label (issue 29: an export that labelled 9 of 18 rows said nothing)
+                title = axis.title.text or "rows"
+                axis.update(title_text=f"{title} (every {step}{_ordinal(step)} of {len(labels)} labelled; "
+                                       "all in the CSV)")
             continue
         if not labels:
             continue
@@ -162,6 +181,10 @@ def _category_ticks(fig: go.Figure, width: int, height: int, font_px: int) -> No
             axis.update(tickangle=-90)
         elif per_label < longest + 4 and axis.tickangle is None:
             axis.update(tickangle=-45)
+
+
+def _ordinal(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -219,6 +242,11 @@ def apply_paper_template(fig: go.Figure, columns: Columns = "one", height_in: fl
     grid_rows = len({tuple(out.layout[n].domain or (0, 1)) for n in out.layout if n.startswith("yaxis")})
     if height_in is None and grid_rows > 1:
         plot_height = max(plot_height, 150 * grid_rows)  # panels stacked: each keeps a readable height
+    rows = _category_rows(out)
+    if height_in is None and rows and not _is_square(out):
+        # every row label of a tall heatmap (effective rank per layer: 18 to 50 layers) at the tick font, up to a
+        # page's height; past it, _category_ticks labels every step-th row and says so in the figure
+        plot_height = max(plot_height, min(MAX_PLOT_HEIGHT_PX, math.ceil(rows * small * 1.3 / 0.75) + 40))
     polar = any(t.type in ("scatterpolar", "barpolar") for t in out.data)
     # plotly wraps a horizontal legend at the plot area's width (polar: inside its wide side margins)
     legend, legend_h = _legend_layout(out, width - (120 if polar else 16), small)

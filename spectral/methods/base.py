@@ -36,6 +36,9 @@ class Param:
     label: str = ""
     #: a default that depends on the task count (e.g. k_frac = 1/T); called with T when the user gives none
     default_for_tasks: Callable[[int], ParamValue] | None = None
+    #: the integer sizes the merge uses at a value, for a layer of rank r and T tasks (``{"k": int(v·r)}``);
+    #: declared by rank parameters so the UI can show them and snap to values that change the merge
+    effective: Callable[[float, int, int], Mapping[str, int]] | None = None
 
     def default_value(self, num_tasks: int | None) -> ParamValue:
         if self.default_for_tasks is not None and num_tasks is not None:

@@ -26,7 +26,8 @@ CART = Method(
         ALPHA,
         # AdaRank's CART runs pick the rank from {8, 12, 16, 32}% of the components; 8% is the smallest.
         Param("k_frac", 0.08, "float", 0.0, 1.0, 0.005, label="k fraction",
-              help="Rank of each centred task vector, k = max(1, int(k_frac · r))."),
+              help="Rank of each centred task vector, k = max(1, int(k_frac · r)).",
+              effective=lambda v, r, T: {"k": linalg.rank_from_fraction(v, r)}),
     ),
     layer_fn=cart,
     non_matrix="mean",

@@ -209,6 +209,7 @@ ISO_CTS = Method(
         Param(
             "common_frac", 0.8, "float", 0.0, 1.0, 0.01, label="common fraction",
             help="Fraction of the r directions taken from the common subspace of Σ_t Δ_t (paper default 0.8).",
+            effective=lambda v, r, T: dict(zip(("k", "s"), iso_cts_sizes(r, T, v))),
         ),
         rank_cut_param("all"),
     ),

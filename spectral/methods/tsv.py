@@ -81,6 +81,7 @@ K_FRAC = Param(
     "k_frac", 0.125, "float", 0.0, 1.0, 0.005, label="k fraction (per task)",
     help="Fraction of each task's singular components kept, k = int(k_frac · r). Default 1/T (TSV Alg. 1).",
     default_for_tasks=lambda T: 1.0 / T,
+    effective=lambda v, r, T: {"k": linalg.rank_from_fraction(v, r)},
 )
 ORTHO = Param(
     "orthogonalisation", "procrustes", "choice", choices=("procrustes", "whitening"), label="orthogonalisation",

@@ -33,7 +33,7 @@ def test_spectra_page_shows_over_accumulation() -> None:
     assert after[0]["y"] != before[0]["y"]  # the base merge's spectrum scales with α
     at.selectbox(key="sp_svc_base").set_value("tsv_m").run()
     assert not at.exception and not at.error
-    assert "sp_svc_tsv_m_k_frac" in {s.key for s in at.slider}
+    assert "sp_svc_tsv_m_k_frac" in {s.key for s in at.select_slider}
 
 
 @pytest.fixture
@@ -67,6 +67,7 @@ def test_sweeps_page_shows_published_numbers(four_task_rows) -> None:
                        "sw_ablation_select": False}.items():
         at.session_state[key] = value
     at.session_state["sw_alpha_methods"] = ["task_arithmetic"]
+    at.session_state["sw_view"] = "alpha"  # the α sweep is the one shown (only the shown sweep is computed)
     at.switch_page("pages/sweeps.py").run()
     assert not at.exception and not at.error
     beside = [d.value for d in at.dataframe if "published (%)" in d.value.columns]

@@ -50,7 +50,8 @@ def test_task_vectors_page() -> None:
 def test_spectra_page() -> None:
     at = open_page("pages/spectra.py")
     assert {"spectra", "energy", "interpolation", "effective_rank"} <= set(chart_keys(at))
-    assert {"sp_beta", "sp_energy", "sp_tsv_m_k_frac", "sp_iso_cts_common_frac"} <= {s.key for s in at.slider}
+    assert {"sp_beta", "sp_energy"} <= {s.key for s in at.slider}
+    assert {"sp_tsv_m_k_frac", "sp_iso_cts_common_frac"} <= {s.key for s in at.select_slider}
     names = [t["name"] for t in chart_data(at, "spectra")]
     assert {"digits", "Task Arithmetic", "Iso-C", "Iso-CTS", "TSV-M"} <= set(names)
 
@@ -61,7 +62,8 @@ def test_spectra_page() -> None:
     assert [t["y"] for t in after] != [t["y"] for t in before]
 
     tsv = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
-    slider(at, "sp_tsv_m_k_frac").set_value(0.05).run()
+    k_frac = at.select_slider(key="sp_tsv_m_k_frac")
+    k_frac.set_value(min((float(o) for o in k_frac.options), key=lambda v: abs(v - 0.05))).run()
     assert not at.exception
     tsv_after = [t for t in chart_data(at, "spectra") if t["name"] == "TSV-M"][0]["y"]
     assert tsv_after != tsv
@@ -94,7 +96,7 @@ def test_alignment_page() -> None:
 def test_merge_lab_page() -> None:
     at = open_page("pages/merge_lab.py")
     assert "radar" in chart_keys(at)
-    keys = {s.key for s in at.slider}
+    keys = {s.key for s in at.slider} | {s.key for s in at.select_slider}
     assert {"ml_task_arithmetic_alpha", "ml_tsv_m_alpha", "ml_tsv_m_k_frac", "ml_iso_cts_common_frac"} <= keys
     assert at.selectbox(key="ml_tsv_m_orthogonalisation").value == "procrustes"
     traces = {t["name"]: t["r"] for t in chart_data(at, "radar")}
@@ -113,7 +115,7 @@ def test_merge_lab_method_choice_rebuilds_sliders() -> None:
     at = open_page("pages/merge_lab.py")
     at.multiselect(key="ml_methods").set_value(["ties", "cart"]).run()
     assert not at.exception and not at.error
-    keys = {s.key for s in at.slider}
+    keys = {s.key for s in at.slider} | {s.key for s in at.select_slider}
     assert {"ml_ties_density", "ml_cart_k_frac"} <= keys and "ml_tsv_m_k_frac" not in keys
 
 
@@ -124,15 +126,51 @@ def test_sweeps_page() -> None:
         at.session_state[key] = value
     at.switch_page("pages/sweeps.py").run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
-    assert {"rank_sweep", "alpha_sweep", "common_frac_sweep", "ablation"} <= set(chart_keys(at))
+    # on open, only the visible sweep is drawn (and computed): st.tabs ran all four
+    assert set(chart_keys(at)) == {"rank_sweep"}
     assert len({t["x"][0] for t in chart_data(at, "rank_sweep")[:1]}) == 1
-    before = chart_data(at, "common_frac_sweep")
-    assert len(before[0]["x"]) == 3
-    slider(at, "sw_common_alpha").set_value(0.5).run()
-    assert not at.exception
-    assert chart_data(at, "common_frac_sweep")[0]["y"] != before[0]["y"]
+    seen = {"rank_sweep"}
+    for view, key in (("alpha", "alpha_sweep"), ("common", "common_frac_sweep"), ("ablation", "ablation")):
+        at.segmented_control(key="sw_view").set_value(view).run()
+        assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+        assert set(chart_keys(at)) == {key}
+        seen.add(key)
+        if view == "common":
+            before = chart_data(at, "common_frac_sweep")
+            assert len(before[0]["x"]) == 3
+            slider(at, "sw_common_alpha").set_value(0.5).run()
+            assert not at.exception
+            assert chart_data(at, "common_frac_sweep")[0]["y"] != before[0]["y"]
     ablation = at.dataframe[0].value
     assert list(ablation["variant"]) == ["Task Arithmetic", "Low-rank only", "Interference reduction only", "TSV-M"]
+
+
+def test_sweeps_page_computes_only_the_visible_sweep() -> None:
+    import numpy as np
+
+    from spectral.app_state import _WORKSPACES
+    from spectral.figures import registry
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for key, value in {"sw_rank_points": 4, "sw_alpha_points": 4, "sw_common_points": 4,
+                       "sw_ablation_select": True, "sw_view": "common"}.items():
+        at.session_state[key] = value
+    at.switch_page("pages/sweeps.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert set(chart_keys(at)) == {"common_frac_sweep"}
+    ws = next(w for w in _WORKSPACES.values() if w.spec == "fake-4")
+
+    def known(kind: str, settings: dict) -> bool:  # memoised, or being computed in the background
+        key = registry.data_key(kind, registry.resolve_settings(kind, settings))
+        return key in ws.memo or ws.jobs.get(key) is not None
+
+    common = sorted({round(float(f), 4) for f in np.linspace(0.0, 1.0, 4)})
+    assert known("common_frac_sweep", {"fractions": common, "alpha": 1.5})
+    rank = sorted({round(float(f), 4) for f in np.geomspace(0.01, 1.0, 4)})
+    alphas = sorted({round(float(a), 4) for a in np.linspace(0.1, 2.5, 4)})
+    assert not known("rank_sweep", {"fractions": rank, "log_x": True})
+    assert not known("alpha_sweep", {"methods": ["task_arithmetic", "iso_c", "iso_cts"], "alphas": alphas})
+    assert not known("ablation", {"select_alpha": True})
 
 
 def test_export_page() -> None:

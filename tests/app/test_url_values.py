@@ -29,9 +29,9 @@ def test_invalid_url_values_warn_and_fall_back() -> None:
     alpha = [w for w in warnings if "ml_task_arithmetic_alpha=banana" in w]
     assert len(k_frac) == 1 and len(alpha) == 1, warnings
     # ... and name the value used instead: the declared defaults
-    assert f"{at.slider(key='ml_tsv_m_k_frac').value!r}" in k_frac[0]
+    assert f"{at.select_slider(key='ml_tsv_m_k_frac').value!r}" in k_frac[0]
     assert at.slider(key="ml_task_arithmetic_alpha").value == 0.3 and "0.3" in alpha[0]
-    assert at.slider(key="ml_iso_cts_common_frac").value == 0.6
+    assert at.select_slider(key="ml_iso_cts_common_frac").value == 0.6
     assert not any("ml_iso_cts_common_frac" in w or "ml_tsv_m_alpha" in w for w in warnings)
 
 

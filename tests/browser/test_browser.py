@@ -19,7 +19,7 @@ PAGES = {
     "interference": ("Interference", 4, ""),
     "alignment": ("Alignment", 2, ""),
     "merge_lab": ("Merge lab", 1, ""),
-    "sweeps": ("Sweeps", 4, "?sw_rank_points=3&sw_alpha_points=3&sw_common_points=3&sw_ablation_select=false"),
+    "sweeps": ("Sweeps", 1, "?sw_rank_points=3&sw_alpha_points=3&sw_common_points=3&sw_ablation_select=false"),
     "export": ("Export", 0, ""),
 }
 if (ROOT / "pages" / "adaptation.py").exists():
@@ -106,7 +106,10 @@ def test_slider_moves_the_chart_and_the_url(server: str, tab, artifacts: Path) -
 def test_export_downloads(server: str, tab, artifacts: Path, fmt: str) -> None:
     tab.goto(f"{server}/task_vectors")
     settle(tab, 2)
-    button = tab.get_by_role("button", name=fmt).first
+    # the paper versions are rendered by one click, then offered as files that exist before they are fetched
+    tab.get_by_role("button", name="PDF · SVG · PNG").first.click()
+    button = tab.get_by_role("button", name=fmt, exact=True).first
+    button.wait_for(timeout=90_000)
     with tab.expect_download(timeout=90_000) as info:
         button.click()
     download = info.value
@@ -228,3 +231,22 @@ def test_pickled_pool_shows_the_refusal_and_the_trust_control(server: str, tab, 
     settle(tab)
     tab.wait_for_function("() => !document.body.innerText.includes('pickled Python object')")
     tab.screenshot(path=str(artifacts / "trust-ticked.png"), full_page=True)
+
+
+def test_idle_merge_lab_receives_no_messages(server: str, tab, artifacts: Path) -> None:
+    """Issue 29: an idle Merge lab received 55–65 websocket messages per 10 s from a once-a-second fragment timer;
+    with nothing refining, a settled page receives none."""
+    frames = {"counting": False, "n": 0}
+
+    def on_socket(ws) -> None:
+        ws.on("framereceived", lambda _: frames.__setitem__("n", frames["n"] + int(frames["counting"])))
+
+    tab.on("websocket", on_socket)
+    tab.goto(f"{server}/merge_lab")
+    settle(tab, 1)
+    no_exception(tab)
+    frames["counting"] = True
+    tab.wait_for_timeout(4000)  # the window being measured: a 1 s timer would deliver several runs in it
+    frames["counting"] = False
+    assert frames["n"] == 0, f"{frames['n']} websocket messages reached an idle Merge lab in 4 s"
+    tab.screenshot(path=str(artifacts / "merge_lab-idle.png"), full_page=True)
