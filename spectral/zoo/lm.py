@@ -26,7 +26,9 @@ temporary sibling folder and renamed into place (:func:`spectral.io.atomic_folde
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -93,11 +95,13 @@ class LMZooConfig:
     n_layer: int = 2
     n_head: int = 4
     n_positions: int = 64
-    pretrain_sentences: int = 24000
+    pretrain_sentences: int = 16000
     pretrain_steps: int = 700
     pretrain_batch: int = 32
     pretrain_lr: float = 3e-3
-    finetune_steps: int = 200
+    #: fine-tuning steps per task (the single-sentence tasks converge sooner)
+    finetune_steps: dict[str, int] = field(default_factory=lambda: {
+        "cola": 150, "sst2": 200, "mrpc": 200, "qqp": 200, "mnli": 200, "qnli": 200, "rte": 200})
     finetune_batch: int = 32
     finetune_lr: float = 5e-4
     warmup_frac: float = 0.1
@@ -111,10 +115,10 @@ class LMZooConfig:
         if size == "full":
             return cls()
         if size == "micro":
-            return cls(size="micro", vocab_size=320, n_embd=32, n_layer=1, n_head=2, n_positions=64,
-                       pretrain_sentences=1500, pretrain_steps=40, pretrain_batch=16, pretrain_lr=3e-3,
-                       finetune_steps=40, finetune_batch=16, finetune_lr=2e-3,
-                       n_train={t: 256 for t in TASK_NAMES}, n_dev=64)
+            return cls(size="micro", vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                       pretrain_sentences=1500, pretrain_steps=100, pretrain_batch=32, pretrain_lr=3e-3,
+                       finetune_steps={t: 100 for t in TASK_NAMES}, finetune_batch=16, finetune_lr=2e-3,
+                       n_train={t: 384 for t in TASK_NAMES}, n_dev=128)
         raise LMZooError(f"lm zoo size must be 'full' or 'micro', not {size!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -399,7 +403,10 @@ def gen_mrpc(rng: random.Random) -> Example:
     e = _event(rng, place=0.7, day=0.5, adj=0.6)
     s1 = render(e, rng.choice(("active", "passive")))
     same = rng.random() < 0.6
-    s2 = _restate(e if same else _different(e, rng), rng)
+    other = e if same else _different(e, rng)
+    if not same and rng.random() < 0.5:
+        other = _different(other, rng)
+    s2 = _restate(other, rng)
     return s1, s2, int(same)
 
 
@@ -505,9 +512,9 @@ GENERATORS: dict[str, Callable[[random.Random], Example]] = {
 
 
 def derive_seed(seed: int, *parts: object) -> int:
-    from spectral.zoo.train import derive_seed as _derive
-
-    return _derive(seed, "lm", *parts)
+    """A 63-bit seed from the zoo's seed and names (stable across processes and Python versions)."""
+    text = "|".join([str(seed), "lm", *map(str, parts)]).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def generate_split(task: str, n: int, seed: int, split: str, *, exclude: set[tuple[str, str | None]] | None = None
@@ -601,7 +608,7 @@ def dev_file(task: str) -> str:
 # tokenizer, model, training
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+def train_tokenizer(texts: Sequence[str], vocab_size: int, model_max_length: int = 1024) -> Any:
     """A ByteLevel BPE trained here (``tokenizers``), wrapped as ``GPT2TokenizerFast`` with pad = eos."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast
@@ -610,7 +617,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS],
                             show_progress=False)
     tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-                            pad_token=EOS, model_max_length=1024)
+                            pad_token=EOS, model_max_length=model_max_length)
     return tok
 
 
@@ -631,13 +638,17 @@ def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
     return peak * max(0.0, (total - step) / max(1, total - warm))
 
 
-def _encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> list[list[int]]:
+def _encode(tokenizer: Any, examples: Sequence[Example], max_length: int, what: str) -> list[list[int]]:
+    """Token ids of ``tokenizer(text_a[, text_b])``; no example may need truncation (the evaluation does none)."""
     a = [x[0] for x in examples]
     if examples and examples[0][1] is not None:
-        enc = tokenizer(a, [x[1] for x in examples], truncation=True, max_length=max_length)
+        ids = tokenizer(a, [x[1] for x in examples])["input_ids"]
     else:
-        enc = tokenizer(a, truncation=True, max_length=max_length)
-    return enc["input_ids"]
+        ids = tokenizer(a)["input_ids"]
+    longest = max(len(x) for x in ids)
+    if longest > max_length:
+        raise LMZooError(f"{what}: an example has {longest} tokens, more than n_positions = {max_length}")
+    return ids
 
 
 def _batch(ids: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -678,7 +689,7 @@ def pretrain(model: Any, tokenizer: Any, docs: Sequence[str], cfg: LMZooConfig, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0 or step == cfg.pretrain_steps - 1:
             progress(step + 1, cfg.pretrain_steps, f"pre-training, loss {losses[-1]:.3f}")
     model.eval()
@@ -686,8 +697,8 @@ def pretrain(model: Any, tokenizer: Any, docs: Sequence[str], cfg: LMZooConfig, 
     return {"tokens": int(windows.numel()), "final_loss": sum(tail) / len(tail)}
 
 
-def finetune(model: Any, ids: Sequence[Sequence[int]], labels: Sequence[int], cfg: LMZooConfig, seed: int,
-             pad: int, progress: Progress) -> list[float]:
+def finetune(model: Any, ids: Sequence[Sequence[int]], labels: Sequence[int], cfg: LMZooConfig, steps: int,
+             seed: int, pad: int, progress: Progress) -> list[float]:
     """Full fine-tune of a ``GPT2ForSequenceClassification`` (AdamW, no weight decay, warm-up then linear decay)."""
     g = torch.Generator().manual_seed(seed % (1 << 62))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.finetune_lr, weight_decay=0.0)
@@ -696,22 +707,22 @@ def finetune(model: Any, ids: Sequence[Sequence[int]], labels: Sequence[int], cf
     losses = []
     order = torch.randperm(len(ids), generator=g)
     pos = 0
-    for step in range(cfg.finetune_steps):
+    for step in range(steps):
         if pos + cfg.finetune_batch > len(order):
             order, pos = torch.randperm(len(ids), generator=g), 0
         idx = order[pos:pos + cfg.finetune_batch].tolist()
         pos += cfg.finetune_batch
         x, mask = _batch([ids[i] for i in idx], pad)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg.finetune_steps, cfg.finetune_lr, cfg.warmup_frac)
+            group["lr"] = _lr_at(step, steps, cfg.finetune_lr, cfg.warmup_frac)
         loss = model(input_ids=x, attention_mask=mask, labels=y_all[idx]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
-        if step % 10 == 0 or step == cfg.finetune_steps - 1:
-            progress(step + 1, cfg.finetune_steps, f"loss {losses[-1]:.3f}")
+        losses.append(loss.item())
+        if step % 10 == 0 or step == steps - 1:
+            progress(step + 1, steps, f"loss {losses[-1]:.3f}")
     model.eval()
     return losses
 
@@ -775,21 +786,36 @@ def build_lm_zoo(root: str | Path | None = None, *, progress: Progress | None = 
             progress(1, 1, "lm zoo ready")
             return root
     threads = torch.get_num_threads()
+    # one thread: bit-identical files whatever the core count ($SPECTRAL_ZOO_THREADS overrides, as for zoo-8)
     torch.set_num_threads(max(1, int(os.environ.get("SPECTRAL_ZOO_THREADS", "1"))))
     try:
-        with atomic_folder(root) as tmp, torch.random.fork_rng(devices=[]):
+        with atomic_folder(root) as tmp, torch.random.fork_rng(devices=[]), _quiet_transformers():
             _build(tmp, cfg, seed, progress)
     finally:
         torch.set_num_threads(threads)
     return root
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars inside the build (the caller's ``progress`` reports)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _build(out: Path, cfg: LMZooConfig, seed: int, progress: Progress) -> None:
     from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     # progress units: 1 per pre-training step, 1 per fine-tuning step, 5 per task for data/evaluation/saving
-    total = 10 + cfg.pretrain_steps + len(TASK_NAMES) * (cfg.finetune_steps + 5)
+    total = 10 + cfg.pretrain_steps + sum(cfg.finetune_steps[t] + 5 for t in TASK_NAMES)
     done = 0
 
     def at(offset: int) -> Progress:
@@ -807,7 +833,7 @@ def _build(out: Path, cfg: LMZooConfig, seed: int, progress: Progress) -> None:
         (folder / dev_file(t)).write_bytes(glue_tsv(t, "dev", dev, seed))
     docs = pretrain_corpus(random.Random(derive_seed(seed, "corpus")), cfg.pretrain_sentences)
     progress(5, total, "training the tokenizer")
-    tokenizer = train_tokenizer(docs, cfg.vocab_size)
+    tokenizer = train_tokenizer(docs, cfg.vocab_size, cfg.n_positions)
     pad = tokenizer.convert_tokens_to_ids(EOS)
     done = 10
 
@@ -831,8 +857,8 @@ def _build(out: Path, cfg: LMZooConfig, seed: int, progress: Progress) -> None:
     for t in TASK_NAMES:
         t0 = time.perf_counter()
         progress(done, total, f"{t}: fine-tuning")
-        train_ids = _encode(tokenizer, data[t]["train"], cfg.n_positions)
-        dev_ids = _encode(tokenizer, data[t]["dev"], cfg.n_positions)
+        train_ids = _encode(tokenizer, data[t]["train"], cfg.n_positions, f"{t} train")
+        dev_ids = _encode(tokenizer, data[t]["dev"], cfg.n_positions, f"{t} dev")
         y_train = [y for *_, y in data[t]["train"]]
         y_dev = [y for *_, y in data[t]["dev"]]
         labels = MNLI_LABELS if t == "mnli" else NLI2_LABELS if t in ("qnli", "rte") else ("0", "1") \
@@ -850,8 +876,8 @@ def _build(out: Path, cfg: LMZooConfig, seed: int, progress: Progress) -> None:
         model.transformer.load_state_dict(base_state, strict=True)
         model.eval()
         head = {k: v.detach().clone() for k, v in model.score.state_dict().items()}
-        losses = finetune(model, train_ids, y_train, cfg, derive_seed(seed, "finetune", t), pad,
-                          at(done))
+        losses = finetune(model, train_ids, y_train, cfg, cfg.finetune_steps[t], derive_seed(seed, "finetune", t),
+                          pad, at(done))
         ft = score(t, predict(model, dev_ids, pad).tolist(), y_dev)
         trained_head = {k: v.detach().clone() for k, v in model.score.state_dict().items()}
         # base-with-head: the pre-trained body under the fine-tune's own head
@@ -869,14 +895,16 @@ def _build(out: Path, cfg: LMZooConfig, seed: int, progress: Progress) -> None:
             "checkpoint": f"gpt2_{t}/", "dataset": GLUE_FOLDER[t], "data": f"glue/{GLUE_FOLDER[t]}",
             "metric": METRIC[t], "num_labels": NUM_LABELS[t],
             "sizes": {"train": len(y_train), "dev": len(y_dev)}, "dev_label_counts": counts,
+            "max_tokens": max(len(x) for x in (*train_ids, *dev_ids)),
             "dev": {"finetuned": ft, "base_with_head": base_with_head},
             "finetune_final_loss": sum(losses[-10:]) / len(losses[-10:]),
-            "seconds": round(time.perf_counter() - t0, 2),
+            "steps": cfg.finetune_steps[t], "seconds": round(time.perf_counter() - t0, 2),
         }
         log.info("lm zoo %s: fine-tuned %.3f, base-with-head %.3f (%s, dev)", t, ft, base_with_head, METRIC[t])
-        done += cfg.finetune_steps + 5
+        done += cfg.finetune_steps[t] + 5
         progress(done, total, f"{t}: done ({METRIC[t]} {ft:.3f})")
     manifest["seconds"] = round(time.perf_counter() - t_start, 2)
+    manifest["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
     (out / "pool.yaml").write_text(_pool_yaml())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     progress(total, total, "lm zoo ready")
