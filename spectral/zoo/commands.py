@@ -16,6 +16,10 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("build", help="build (or complete) the demo zoo in cache/zoo/; reuses what exists")
     _common(p)
     p.add_argument("--force", action="store_true", help="rebuild from scratch even if the zoo exists")
+    p.add_argument("--family", default="clip", choices=["clip", "lm"],
+                   help="clip: the image zoo (zoo-8/14/20); lm: the language zoo lm-zoo-7 (a tiny GPT-2 and 7 "
+                        "GLUE-shaped tasks, Hugging Face folders and GLUE TSV files)")
+    p.add_argument("--root", default=None, help="lm family: output folder (default <cache>/zoo/lm-zoo-7)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("info", help="tasks, accuracies and files of a built zoo")
@@ -51,6 +55,8 @@ def _num_tasks(args: argparse.Namespace) -> int | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if getattr(args, "family", "clip") == "lm":
+        return cmd_build_lm(args)
     from spectral.progress import tqdm_progress
     from spectral.zoo.build import build_zoo
     from spectral.zoo.pool import ZooPool
@@ -62,6 +68,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     pool = ZooPool(root, num_tasks=_num_tasks(args))
     print(f"{pool.name} ready in {root} ({time.perf_counter() - t0:.1f} s)")
     _print_table(pool)
+    return 0
+
+
+def cmd_build_lm(args: argparse.Namespace) -> int:
+    """``zoo build --family lm``: the language zoo (``--config micro`` builds the seconds-sized one)."""
+    import json
+
+    from spectral.progress import tqdm_progress
+    from spectral.zoo.lm import build_lm_zoo, lm_zoo_root
+
+    size = "micro" if args.config == "micro" else "full"
+    root = args.root or lm_zoo_root(args.cache_dir, size)
+    t0 = time.perf_counter()
+    with tqdm_progress(f"lm-zoo-7 {size}") as progress:
+        root = build_lm_zoo(root, seed=args.seed, size=size, progress=progress, force=args.force)
+    m = json.loads((root / "manifest.json").read_text())
+    print(f"lm-zoo-7 ready in {root} ({time.perf_counter() - t0:.1f} s)")
+    print(f"{'task':6s} {'dataset':7s} {'metric':8s} {'base+head':>9s} {'fine-tuned':>10s}  (dev)")
+    for t, e in m["tasks"].items():
+        print(f"{t:6s} {e['dataset']:7s} {e['metric']:8s} {e['dev']['base_with_head']:9.3f} "
+              f"{e['dev']['finetuned']:10.3f}")
     return 0
 
 
