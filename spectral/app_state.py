@@ -45,7 +45,7 @@ T = TypeVar("T")
 Progress = Callable[[int, int, str], None]
 
 #: the demo zoo's pools, offered first in the pool selector
-ZOO_POOLS: tuple[str, ...] = ("zoo-8", "zoo-14", "zoo-20")
+ZOO_POOLS: tuple[str, ...] = ("zoo-8", "zoo-14", "zoo-20", "lm-zoo-7")
 
 
 class PoolError(SpectralError):
@@ -59,14 +59,21 @@ from spectral.pool import _load_env_factories, register_pool, registered_factory
 
 
 _ZOO_SPEC = re.compile(r"^zoo-(\d+)(?:-s(\d+))?$")
+_LM_ZOO_SPEC = re.compile(r"^lm-zoo-(7|micro)$")
 
 
 def is_zoo_spec(spec: str) -> bool:
-    return bool(_ZOO_SPEC.match(spec.strip()))
+    """A demo zoo: the CLIP zoos (``zoo-8``, ``zoo-14``, ``zoo-20``) or the language zoo (``lm-zoo-7``)."""
+    return bool(_ZOO_SPEC.match(spec.strip()) or _LM_ZOO_SPEC.match(spec.strip()))
 
 
 def zoo_status(spec: str) -> str:
     """"built", "missing" or "unavailable" (no zoo package in this installation) for a demo-zoo pool spec."""
+    lm = _LM_ZOO_SPEC.match(spec.strip())
+    if lm is not None:
+        from spectral.zoo.lm import is_lm_zoo_built, lm_zoo_root
+
+        return "built" if is_lm_zoo_built(lm_zoo_root(size="full" if lm.group(1) == "7" else "micro")) else "missing"
     match = _ZOO_SPEC.match(spec.strip())
     if match is None:
         return "unavailable"

@@ -72,7 +72,7 @@ def _hf_pool(args: argparse.Namespace):
         pool = None
         if getattr(args, "base", None) and any(is_language_folder(p) for p in [args.base, *args.finetuned]):
             pool = HFPool.from_folders(args.base, list(args.finetuned))  # named errors for folders without config
-        elif getattr(args, "pool", None) and not args.pool.startswith("zoo-"):
+        elif getattr(args, "pool", None) and not args.pool.startswith("zoo-"):  # CLIP zoos are never HF folders
             opened = open_pool(args.pool, trust_pickle=args.trust_pickle)
             pool = opened if isinstance(opened, HFPool) else None
             args._pool = opened
@@ -81,8 +81,9 @@ def _hf_pool(args: argparse.Namespace):
 
 
 def open_pool(spec: str, *, trust_pickle: bool = False):
-    """Resolve a pool spec: ``zoo-8``/``zoo-14``/``zoo-20`` → the demo zoo; anything else → checkpoint loaders."""
-    if spec.startswith("zoo-"):
+    """Resolve a pool spec: ``zoo-8``/``zoo-14``/``zoo-20``/``lm-zoo-7`` → a demo zoo; anything else →
+    checkpoint loaders."""
+    if spec.startswith(("zoo-", "lm-zoo-")):
         from spectral.zoo import open_zoo_pool
 
         return open_zoo_pool(spec)
@@ -92,7 +93,7 @@ def open_pool(spec: str, *, trust_pickle: bool = False):
 
 
 def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", help="zoo-8 | zoo-14 | zoo-20 | pool.yaml | checkpoint folder")
+    parser.add_argument("--pool", help="zoo-8 | zoo-14 | zoo-20 | lm-zoo-7 | pool.yaml | checkpoint folder")
     parser.add_argument("--base", help="base state dict (.safetensors or .pt) or Hugging Face model folder, "
                                        "instead of --pool")
     parser.add_argument("--finetuned", nargs="*", default=[], help="fine-tuned state dicts or model folders (with --base)")

@@ -158,6 +158,53 @@ class ZooPool(ImagePool):
 
 
 _SPEC = re.compile(r"^zoo-(\d+|micro)(?:-s(\d+))?$")
+_LM_SPEC = re.compile(r"^lm-zoo-(7|micro)$")
+
+
+def _lm_zoo_pool_class() -> type:
+    """:class:`spectral.checkpoints.hf_pool.HFPool` over the language zoo's folder, with a content fingerprint
+    from its manifest (built deterministically from its seed and configuration), imported on first use."""
+    from spectral.checkpoints.hf_pool import HFPool
+
+    class LMZooPool(HFPool):
+        """The language demo zoo ``lm-zoo-7`` (:mod:`spectral.zoo.lm`) as a pool."""
+
+        def __init__(self, root: Path, name: str) -> None:
+            from spectral.checkpoints.pool import read_pool_yaml
+
+            spec = read_pool_yaml(root / "pool.yaml")
+            spec.name = name
+            super().__init__(spec)
+            self.root = root
+
+        def fingerprint(self) -> str:
+            manifest = json.loads((self.root / "manifest.json").read_text())
+            stable = {k: v for k, v in manifest.items() if "seconds" not in k}
+            return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+    return LMZooPool
+
+
+def is_lm_zoo_spec(spec: str) -> bool:
+    return bool(_LM_SPEC.match(spec.strip()))
+
+
+def open_lm_zoo_pool(spec: str = "lm-zoo-7", *, cache_dir: str | Path | None = None, build: bool = True,
+                     progress: Any = None) -> ModelPool:
+    """``"lm-zoo-7"`` (or ``"lm-zoo-micro"``, the seconds-sized test zoo) → the language demo zoo as a pool,
+    building it first when missing and ``build`` (``python -m spectral zoo build --family lm``)."""
+    from spectral.zoo.lm import build_lm_zoo, is_lm_zoo_built, lm_zoo_root
+
+    match = _LM_SPEC.match(spec.strip())
+    if not match:
+        raise ZooError(f"language zoo spec must be lm-zoo-7 or lm-zoo-micro; got {spec!r}")
+    size = "full" if match.group(1) == "7" else "micro"
+    root = lm_zoo_root(cache_dir, size=size)
+    if build:
+        build_lm_zoo(root, progress=progress, size=size)
+    elif not is_lm_zoo_built(root):
+        raise ZooError(f"{spec} is not built: python -m spectral zoo build --family lm")
+    return _lm_zoo_pool_class()(root, spec.strip())
 
 
 def open_zoo_pool(
@@ -170,7 +217,9 @@ def open_zoo_pool(
 ) -> ZooPool:
     """``"zoo-8"`` / ``"zoo-14"`` / ``"zoo-20"`` (``"zoo-8-s3"`` for seed 3; ``"zoo-micro"`` for the seconds-sized
     test zoo) → the pool, building what is missing when ``build`` (minutes on a CPU for the real zoo; see
-    ``python -m spectral zoo build``)."""
+    ``python -m spectral zoo build``). ``"lm-zoo-7"`` is the language demo zoo (:func:`open_lm_zoo_pool`)."""
+    if is_lm_zoo_spec(spec):
+        return open_lm_zoo_pool(spec, cache_dir=cache_dir, build=build, progress=progress)  # type: ignore[return-value]
     match = _SPEC.match(spec)
     if not match:
         raise ZooError(f"zoo pool spec must look like zoo-8, zoo-14, zoo-20, zoo-8-s1 or zoo-micro; got {spec!r}")
