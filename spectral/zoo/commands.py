@@ -115,7 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from spectral.eval.evaluate import Evaluator
     from spectral.eval.results import pool_fingerprint
     from spectral.zoo import open_zoo_pool
-    from spectral.zoo.report import format_lines, save_report, zoo_report
+    from spectral.zoo.report import format_lines, profile_of, save_report, zoo_report
     from spectral.cache import default_cache_dir
     from pathlib import Path
 
@@ -125,7 +125,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ev = Evaluator(pool, store=store, split="test", device=args.device, cache_dir=args.cache_dir)
         lines = zoo_report(ev, methods=args.methods, progress=progress)
     save_report(pool.root, pool.name, pool_fingerprint(pool), lines)
-    print(f"{pool.name} · test split · papers: CLIP ViT-B/32 × 8 tasks")
+    print(f"{pool.name} · test split · {profile_of(pool).paper_heading}")
     for text in format_lines(lines):
         print(text)
     return 0
