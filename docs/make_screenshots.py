@@ -2,6 +2,7 @@
 in Debian's chromium through Playwright and save them to docs/screenshots/.
 
     python docs/make_screenshots.py [--pool zoo-8] [--pages spectra merge_lab]
+    python docs/make_screenshots.py --pool lm-zoo-7 --suffix=-lm     # the language zoo: spectra-lm.png, ...
 
 Needs ``apt-get install -y chromium`` and ``pip install playwright`` (no browser download). The demo zoo is built
 first if it is missing (minutes on CPU, once).
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", nargs="+", default=["spectra", "merge_lab"], choices=sorted(PAGES))
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=1100)
+    parser.add_argument("--suffix", default="", help="appended to the file names (e.g. -lm)")
     args = parser.parse_args(argv)
     chromium = os.environ.get("BROWSER_PATH") or shutil.which("chromium")
     if chromium is None:
@@ -81,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             page.set_default_timeout(900_000)
             for name in args.pages:
                 stem, charts, query = PAGES[name]
-                page.goto(f"{url}/{name}{query}")
+                page.goto(f"{url}/{name}{'' if args.suffix else query}")  # the query names a CLIP layer
                 settle(page, charts)
-                target = OUT / f"{stem}.png"
+                target = OUT / f"{stem}{args.suffix}.png"
                 page.screenshot(path=str(target), full_page=False)
                 print(f"wrote {target.relative_to(ROOT)}")
             browser.close()

@@ -43,7 +43,9 @@ def lab() -> None:
         return
     params = _ui.method_params(methods, T, "ml", ranks=_ui.pool_ranks(ws))
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
-                     format_func=lambda v: "absolute accuracy (%)" if v == "accuracy" else "normalised accuracy",
+                     format_func=lambda v: ("absolute accuracy (%)" if ws.pool.family == "clip"
+                                            else "absolute score (%; MCC for CoLA)") if v == "accuracy"
+                     else "normalised accuracy" if ws.pool.family == "clip" else "normalised score",
                      bind="query-params", persist_state="session")
     settings = {"methods": methods, "params": params, "value": value, "adapted": adapted}
     # On pools with large test splits: a stratified subsample first (seconds), the whole split in the background.
