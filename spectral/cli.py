@@ -259,18 +259,20 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if args.alpha is not None:
         params["alpha"] = args.alpha
     method, alpha, resolved = engine.resolve(args.method, params)
-    with tqdm_progress(f"merge {method.name}") as progress:
-        merged = engine.merge(method.name, progress=progress, **params)
     meta = {"method": method.name, "alpha": repr(alpha), "params": json.dumps(resolved, sort_keys=True),
             "tasks": json.dumps(engine.taskset.task_names)}
     hf_pool = _hf_pool(args)
-    if hf_pool is not None:  # a Hugging Face folder in the base's layout
+    if hf_pool is not None:  # a Hugging Face folder in the base's layout, merged shard by shard as it is written
         from spectral.checkpoints.hf import write_hf_folder
 
-        write_hf_folder(args.output, hf_pool.base, merged, metadata={**meta, "merged_by": "spectral"},
-                        inputs=[hf_pool.base.path, *(f.path for f in hf_pool.folders.values())])
+        with tqdm_progress(f"merge {method.name}") as progress:
+            merged = engine.lazy_merge(method.name, progress=progress, **params)
+            write_hf_folder(args.output, hf_pool.base, merged, metadata={**meta, "merged_by": "spectral"},
+                            inputs=[hf_pool.base.path, *(f.path for f in hf_pool.folders.values())])
         print(f"wrote {args.output}/: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
         return 0
+    with tqdm_progress(f"merge {method.name}") as progress:
+        merged = engine.merge(method.name, progress=progress, **params)
     atomic_save_tensors(Path(args.output), {k: v.contiguous() for k, v in merged.items()}, meta)
     print(f"wrote {args.output}: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
     return 0

@@ -427,6 +427,42 @@ class Engine:
         delta, alpha_value = self.merged_delta(method, progress=progress, **params)
         return self.materialise(delta, alpha_value, out=out)
 
+    def lazy_merge(self, method: str | Method, *, alpha: float | None = None, progress: Progress | None = None,
+                   **params: Any) -> Mapping[str, Tensor]:
+        """The merged state dict θ₀ + Δ_method(α) as a mapping that computes each key when it is read and keeps
+        nothing: a whole-model merge written straight to disk (``merge … -o``) holds one layer at a time instead of
+        the whole model. Each key equals :meth:`merge`'s. Methods that need the whole model at once (TIES, MagMax,
+        DARE, SVC over them) return :meth:`merge`'s dict."""
+        if alpha is not None:
+            params["alpha"] = alpha
+        m, alpha_value, rest = self.resolve(method, params)
+        whole_model = getattr(m, "whole_model", None)
+        if m.kind != "merge" or m.layer_fn is None or m.model_fn is not None or (whole_model and whole_model(rest)):
+            return self.merge(method, progress=progress, **params)
+        return _LazyMerge(self, m, alpha_value, rest, progress or _noop)
+
+    def merged_key(self, m: Method, key: str, alpha: float, params: Mapping[str, Any]) -> Tensor:
+        """θ₀ + Δ(α) of one key for a layer-wise method, in the base's dtype (what :meth:`materialise` gives)."""
+        ts = self.taskset
+        value = ts.base[key]
+        if key not in ts.keys:
+            return value
+        if key in ts.matrix_keys:
+            layer = CachedLayer(self, key)
+            if m.alpha_form == "nonlinear":
+                delta = m.layer_fn(layer, **{**params, "alpha": alpha})  # type: ignore[misc]
+            elif m.alpha_form in ("linear", "affine"):
+                delta = m.layer_fn(layer, alpha=alpha, **params)  # type: ignore[misc]
+            else:
+                delta = m.layer_fn(layer, alpha=1.0, **params)  # type: ignore[misc]
+        else:
+            rule = m.non_matrix_rule(dict(params))
+            scale = float(alpha) if (m.alpha_form == "nonlinear" or rule != "mean") else 1.0
+            delta = merge_non_matrix(rule, ts.task_matrices(key), scale)
+        delta = delta.cpu()
+        merged = value.to(delta.dtype) + delta
+        return merged if merged.dtype == value.dtype else merged.to(value.dtype)
+
     def materialise(self, delta: MergedDelta, alpha: float, *, out: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """θ₀ + c0 + α·c1 for every key, into ``out`` when given."""
         base = self.taskset.base
@@ -474,3 +510,31 @@ class Engine:
 
     def zeroshot(self) -> Mapping[str, Tensor]:
         return self.taskset.base
+
+
+class _LazyMerge(Mapping[str, Tensor]):
+    """:meth:`Engine.lazy_merge`: every key computed when read, nothing kept."""
+
+    def __init__(self, engine: Engine, method: Method, alpha: float, params: dict[str, Any], progress: Progress) -> None:
+        self._engine, self._method, self._alpha, self._params = engine, method, alpha, params
+        self._progress = progress
+        self._keys = list(engine.taskset.base.keys())
+        self._read = 0
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self._engine.taskset.base:
+            raise KeyError(key)
+        release_mapped_pages_often()
+        value = self._engine.merged_key(self._method, key, self._alpha, self._params)
+        self._read += 1
+        self._progress(min(self._read, len(self._keys)), len(self._keys), f"{self._method.display_name}: {key}")
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._engine.taskset.base

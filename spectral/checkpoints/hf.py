@@ -392,15 +392,15 @@ def _non_weight_files(folder: Path) -> Iterator[Path]:
             yield p
 
 
-def _shards(tensors: dict[str, Tensor], max_bytes: int) -> list[dict[str, Tensor]]:
-    shards: list[dict[str, Tensor]] = [{}]
+def _shard_plan(sizes: Mapping[str, int], max_bytes: int) -> list[list[str]]:
+    """Keys in order, cut into shards of at most ``max_bytes`` (a tensor larger than that has a shard of its own)."""
+    shards: list[list[str]] = [[]]
     size = 0
-    for key, t in tensors.items():
-        n = t.numel() * t.element_size()
+    for key, n in sizes.items():
         if shards[-1] and size + n > max_bytes:
-            shards.append({})
+            shards.append([])
             size = 0
-        shards[-1][key] = t
+        shards[-1].append(key)
         size += n
     return shards
 
@@ -445,12 +445,16 @@ def write_hf_folder(
     if unknown:
         raise CheckpointError(f"{len(unknown)} merged parameter(s) are not in the base {base.path}, e.g. {unknown[:3]}")
     stored_of = {s: c for c, s in mapping.items()}
-    tensors: dict[str, Tensor] = {}
-    for key, ref in base.stored.items():
+    # Shards are planned from the base's tensors (the output has their names, shapes and dtypes) and filled one at a
+    # time, reading ``body`` only then: a lazy body (Engine.lazy_merge) is computed shard by shard, never held whole.
+    sizes = {key: ref.numel() * ref.element_size() for key, ref in base.stored.items()}
+    plan = _shard_plan(sizes, max_shard_bytes)
+
+    def stored_tensor(key: str) -> Tensor:
+        ref = base.stored[key]
         canonical = stored_of.get(key)
         if canonical is None or canonical not in body:
-            tensors[key] = ref.contiguous()
-            continue
+            return ref.contiguous()
         value = body[canonical]
         if value.ndim == 2 and base.arch.is_transposed(canonical):
             value = value.T
@@ -459,29 +463,28 @@ def write_hf_folder(
                 f"merged parameter {canonical!r} has shape {tuple(value.shape)} in the base's layout, the base "
                 f"{base.path} stores {key!r} as {tuple(ref.shape)}"
             )
-        tensors[key] = value.detach().to(ref.dtype).contiguous()
+        return value.detach().to(ref.dtype).contiguous()
+
     meta = {"format": "pt"}
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
-    shards = _shards(tensors, max_shard_bytes)
     with atomic_folder(out) as tmp:
         for src in _non_weight_files(base.path):
             shutil.copyfile(src, tmp / src.name)
-        if len(shards) == 1:
-            save_file(shards[0], str(tmp / SAFE_SINGLE), metadata=meta)
-        else:
-            n = len(shards)
-            weight_map: dict[str, str] = {}
-            for i, shard in enumerate(shards, start=1):
-                name = f"model-{i:05d}-of-{n:05d}.safetensors"
-                save_file(shard, str(tmp / name), metadata=meta)
-                weight_map.update({k: name for k in shard})
-            total = sum(t.numel() * t.element_size() for t in tensors.values())
-            index = {"metadata": {"total_size": total, **meta}, "weight_map": weight_map}
+        n = len(plan)
+        weight_map: dict[str, str] = {}
+        for i, keys in enumerate(plan, start=1):
+            name = SAFE_SINGLE if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
+            shard = {key: stored_tensor(key) for key in keys}
+            save_file(shard, str(tmp / name), metadata=meta)
+            weight_map.update({k: name for k in shard})
+            del shard
+        if n > 1:
+            index = {"metadata": {"total_size": sum(sizes.values()), **meta}, "weight_map": weight_map}
             (tmp / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         for p in tmp.iterdir():
             os.chmod(p, FILE_MODE)
-    log.info("wrote %s: %d tensors in %d file(s)", out, len(tensors), len(shards))
+    log.info("wrote %s: %d tensors in %d file(s)", out, len(sizes), len(plan))
     return out
 
 

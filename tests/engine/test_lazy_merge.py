@@ -1,0 +1,40 @@
+"""Engine.lazy_merge: every key computed when read equals Engine.merge's, for every alpha form (linear, affine,
+nonlinear, constant) and the whole-model fallback, and nothing is computed before it is read."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spectral.engine import Engine
+from spectral.taskset import TaskSet
+
+
+@pytest.fixture
+def engine(vit_state_dicts, tmp_path):
+    base, finetuned = vit_state_dicts
+    return Engine(TaskSet(base, finetuned), cache_dir=tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize("method,params", [
+    ("task_arithmetic", {"alpha": 0.4}), ("weight_average", {}), ("tsv_m", {"alpha": 0.9, "k_frac": 0.5}),
+    ("iso_cts", {"alpha": 1.3, "common_frac": 0.5}), ("iso_c", {"alpha": 1.1}), ("cart", {"alpha": 0.7}),
+    ("svc", {"alpha": 1.2}), ("ties", {"alpha": 0.8}),
+])
+def test_lazy_merge_equals_merge(engine, method, params):
+    eager = engine.merge(method, **dict(params))
+    lazy = engine.lazy_merge(method, **dict(params))
+    assert list(lazy) == list(eager)
+    for key in eager:
+        torch.testing.assert_close(lazy[key], eager[key], rtol=1e-5, atol=1e-6)
+        assert lazy[key].dtype == eager[key].dtype
+
+
+def test_lazy_merge_computes_only_what_is_read(engine):
+    seen = []
+    lazy = engine.lazy_merge("tsv_m", progress=lambda i, n, text: seen.append(text))
+    assert seen == []  # nothing computed yet
+    key = engine.taskset.matrix_keys[0]
+    lazy[key]
+    assert len(seen) == 1 and key in seen[0]
+    with pytest.raises(KeyError):
+        lazy["no.such.key"]
