@@ -49,6 +49,21 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def step_indices(seed: int, task: str, step: int, size: int, batch_size: int) -> Tensor:
+    """The examples of optimisation step ``step``: a function of (seed, task, step) alone, so a resumed run sees
+    the batches an uninterrupted one would have seen (with replacement only when the split is smaller)."""
+    g = torch.Generator().manual_seed(_seed(seed, task, "step", step))
+    if batch_size <= size:
+        return torch.randperm(size, generator=g)[:batch_size]
+    return torch.randint(size, (batch_size,), generator=g)
+
+
+def selection_indices(seed: int, task: str, size: int, n: int) -> Tensor:
+    """A fixed subset of ``n`` examples (seeded by (seed, task)) for the entropy-based selection."""
+    g = torch.Generator().manual_seed(_seed(seed, task, "selection"))
+    return torch.randperm(size, generator=g)[: min(n, size)]
+
+
 class UnlabelledImages:
     """The test images of one task, without their labels, sampled deterministically.
 
@@ -82,17 +97,13 @@ class UnlabelledImages:
         return torch.stack([self.image(int(i)) for i in indices])
 
     def batch_indices(self, step: int, batch_size: int) -> Tensor:
-        g = torch.Generator().manual_seed(_seed(self.seed, self.task, "step", step))
-        if batch_size <= self.size:
-            return torch.randperm(self.size, generator=g)[:batch_size]
-        return torch.randint(self.size, (batch_size,), generator=g)
+        return step_indices(self.seed, self.task, step, self.size, batch_size)
 
     def batch(self, step: int, batch_size: int) -> Tensor:
         return self.images(self.batch_indices(step, batch_size).tolist())
 
     def fixed_indices(self, n: int) -> Tensor:
-        g = torch.Generator().manual_seed(_seed(self.seed, self.task, "selection"))
-        return torch.randperm(self.size, generator=g)[: min(n, self.size)]
+        return selection_indices(self.seed, self.task, self.size, n)
 
     def fixed(self, n: int) -> Tensor:
         return self.images(self.fixed_indices(n).tolist())

@@ -14,14 +14,13 @@ A pool hands out its family's forward through :meth:`spectral.pool.ModelPool.tas
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from spectral.adapt.data import UnlabelledImages, classify, pool_logit_scale
+from spectral.adapt.data import UnlabelledImages, classify, pool_logit_scale, selection_indices, step_indices
 
 
 class TaskForward(Protocol):
@@ -45,11 +44,6 @@ class TaskForward(Protocol):
 
     def labelled(self, task: int, limit: int | None, batch_size: int = 256) -> Iterator[tuple[Any, Tensor]]:
         """(inputs, labels) of the task's test split (a prefix of ``limit`` examples): display traces only."""
-
-
-def _seed(*parts: object) -> int:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 class ImageForward:
@@ -120,16 +114,10 @@ class UnlabelledText:
         return a, b  # the labels are never read
 
     def batch(self, step: int, batch_size: int) -> tuple[list[str], list[str] | None]:
-        g = torch.Generator().manual_seed(_seed(self.seed, self.task, "step", step))
-        if batch_size <= self.size:
-            idx = torch.randperm(self.size, generator=g)[:batch_size]
-        else:
-            idx = torch.randint(self.size, (batch_size,), generator=g)
-        return self.examples(idx.tolist())
+        return self.examples(step_indices(self.seed, self.task, step, self.size, batch_size).tolist())
 
     def fixed(self, n: int) -> tuple[list[str], list[str] | None]:
-        g = torch.Generator().manual_seed(_seed(self.seed, self.task, "selection"))
-        return self.examples(torch.randperm(self.size, generator=g)[: min(n, self.size)].tolist())
+        return self.examples(selection_indices(self.seed, self.task, self.size, n).tolist())
 
 
 class TextForward:
