@@ -13,6 +13,7 @@ from pages import _ui
 from spectral import analysis
 from spectral.adapt import AdaptConfig, RunRegistry
 from spectral.adapt.outputs import masks_bytes, merged_bytes
+from spectral.adapt.run import paper_lr
 from spectral.adapt.session import adaptation_for, base_accuracy, evaluate_and_store, evaluate_result, shared_registry
 from spectral.adapt.tables import kept_rank_table, lambda_table, mask_table, trace_table
 from spectral.errors import ParameterError
@@ -53,12 +54,14 @@ lambda_mode = c3.radio("λ", modes, key=f"ad_lambda_{method}", horizontal=True,
                        format_func=lambda m: {"layer": "per task & layer", "task": "per task", "frozen": "fixed"}[m],
                        help="Merging coefficients learned jointly with the masks, or kept at their initial value",
                        **common)
-with st.expander("Optimisation settings (paper defaults: Adam, lr 1e-3, 16 images per task per step)"):
+default_lr = paper_lr(ws.pool)
+examples = "images" if ws.pool.family == "clip" else "examples"
+with st.expander(f"Optimisation settings (paper defaults: Adam, lr {default_lr:g}, 16 {examples} per task per step)"):
     s1, s2, s3, s4 = st.columns(4)
     steps = s1.number_input("Steps", 1, 20000, 100, 10, key="ad_steps", **common)
-    lr = s2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 1e-3, key="ad_lr",
-                          format_func=lambda v: f"{v:g}", **common)
-    batch = s3.number_input("Images per task per step", 1, 256, 16, key="ad_batch", **common)
+    lr = s2.select_slider("Learning rate", [1e-5, 3e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], default_lr,
+                          key="ad_lr", format_func=lambda v: f"{v:g}", **common)
+    batch = s3.number_input(f"{examples.capitalize()} per task per step", 1, 256, 16, key="ad_batch", **common)
     seed = s4.number_input("Seed", 0, 10_000, 0, key="ad_seed", **common)
     s5, s6, s7, s8 = st.columns(4)
     auto_lambda = adaptation_for(ws, AdaptConfig(method=method, base=base, lambda_mode="layer")).lambda_init

@@ -118,6 +118,8 @@ class TaskSet:
         matrix_set = set(self.matrix_keys)
         self.other_keys: list[str] = [k for k in self.keys if k not in matrix_set]
         self._hashes: dict[tuple[int, str], str] = {}
+        #: named matrix rules of the pool's family ("default", "attn_mlp"); CLIP's unless from_pool says otherwise
+        self.filters: dict[str, MatrixFilter] = dict(MATRIX_FILTERS)
         if validate:
             self.validate()
 
@@ -136,7 +138,10 @@ class TaskSet:
         base = pool.base_state_dict()  # type: ignore[attr-defined]
         finetuned = {t: pool.finetuned_state_dict(t) for t in pool.task_names}  # type: ignore[attr-defined]
         kwargs.setdefault("name", getattr(pool, "name", ""))
-        return cls(base, finetuned, **kwargs)  # type: ignore[arg-type]
+        taskset = cls(base, finetuned, **kwargs)  # type: ignore[arg-type]
+        if callable(filters):
+            taskset.filters = filters()  # the pool family's named rules (e.g. AdaRank's "attn_mlp" mask)
+        return taskset
 
     @property
     def num_tasks(self) -> int:

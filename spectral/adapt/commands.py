@@ -29,13 +29,14 @@ def _workspace(args: argparse.Namespace) -> Any:
     return ws.open()
 
 
-def _config(args: argparse.Namespace, **override: Any) -> Any:
-    from spectral.adapt.run import AdaptConfig
+def _config(args: argparse.Namespace, pool: Any = None, **override: Any) -> Any:
+    from spectral.adapt.run import AdaptConfig, paper_lr
 
     values = dict(
         method=args.method, base=BASE_ALIASES[args.base], lambda_mode=args.lambda_mode,
         lambda_init=args.lambda_init, k_frac=args.k_frac, mask_filter=args.mask_filter,
-        temperature=args.temperature, lr=args.lr, batch_size=args.batch_size, steps=args.steps, seed=args.seed,
+        temperature=args.temperature, lr=args.lr if args.lr is not None else paper_lr(pool),
+        batch_size=args.batch_size, steps=args.steps, seed=args.seed,
         selection=args.selection, select_every=args.select_every, select_images=args.select_images,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
     )
@@ -87,7 +88,7 @@ def cmd_adapt_run(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from spectral.adapt.session import evaluate_result
 
-    result = _adapt(ws, _config(args), args)
+    result = _adapt(ws, _config(args, ws.pool), args)
     accuracies = evaluate_result(ws, result) if args.evaluate else None  # also recorded in the results store
     summary = result_summary(result, accuracies)
     if args.output:
@@ -130,8 +131,8 @@ def cmd_adapt_compare(args: argparse.Namespace) -> int:
     _threads(args)
     ws = _workspace(args)
     tasks = ws.task_names
-    ta = _config(args, method="adarank", base="task_arithmetic", lambda_mode="layer")
-    cart = _config(args, method="adarank", base="cart", lambda_mode="layer")
+    ta = _config(args, ws.pool, method="adarank", base="task_arithmetic", lambda_mode="layer")
+    cart = _config(args, ws.pool, method="adarank", base="cart", lambda_mode="layer")
     ta_alpha = Adaptation(ws.engine, ws.pool, ta, cache_dir=args.cache_dir).lambda_init
     cart_alpha = Adaptation(ws.engine, ws.pool, cart, cache_dir=args.cache_dir).lambda_init
     rows: dict[str, dict[str, float]] = {
@@ -142,8 +143,8 @@ def cmd_adapt_compare(args: argparse.Namespace) -> int:
                                                                             "k_frac": cart.k_frac}),
     }
     timing: dict[str, float | None] = {}
-    configs = (_config(args, method="adamerging", base="task_arithmetic", lambda_mode="task"),
-               _config(args, method="adamerging", base="task_arithmetic", lambda_mode="layer"),
+    configs = (_config(args, ws.pool, method="adamerging", base="task_arithmetic", lambda_mode="task"),
+               _config(args, ws.pool, method="adamerging", base="task_arithmetic", lambda_mode="layer"),
                ta, cart)
     from spectral.executor import ray_address
 
@@ -222,7 +223,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-filter", default="attn_mlp", choices=["attn_mlp", "default"],
                    help="which matrices get masks (AdaRank's code: attention and MLP weights)")
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the papers', 1e-3 for CLIP, 5e-5 for language models)")
     p.add_argument("--batch-size", type=int, default=16, help="unlabelled test images per task per step")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)

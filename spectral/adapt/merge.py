@@ -56,10 +56,12 @@ def _noop(i: int, n: int, text: str) -> None:
 
 def masked_keys(taskset: object, mask_filter: str) -> list[str]:
     """Matrix keys of the TaskSet that also pass ``mask_filter`` ("attn_mlp": AdaRank's code masks only the
-    attention and MLP weights; "default": every matrix of the TaskSet)."""
-    if mask_filter not in MATRIX_FILTERS:
-        raise ParameterError(f"mask_filter must be one of {sorted(MATRIX_FILTERS)}, got {mask_filter!r}")
-    keep = MATRIX_FILTERS[mask_filter]
+    attention and MLP weights; "default": every matrix of the TaskSet), by the rules of the TaskSet's pool family
+    (GPT-2's attention is ``attn.c_attn``/``attn.c_proj``, CLIP's ``attn.in_proj``/``out_proj``)."""
+    filters = getattr(taskset, "filters", MATRIX_FILTERS)
+    if mask_filter not in filters:
+        raise ParameterError(f"mask_filter must be one of {sorted(filters)}, got {mask_filter!r}")
+    keep = filters[mask_filter]
     return [k for k in taskset.matrix_keys if keep(k, taskset.base[k])]  # type: ignore[attr-defined]
 
 

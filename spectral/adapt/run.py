@@ -48,6 +48,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 METHODS = ("adarank", "adamerging")
+#: the papers' Adam learning rate by pool family: 1e-3 for CLIP (AdaRank App. A, AdaMerging), 5e-5 for the GLUE
+#: language models (AdaRank §6.3, following FusionBench's language runs)
+PAPER_LR = {"clip": 1e-3, "lm": 5e-5}
+
+
+def paper_lr(pool: Any) -> float:
+    """The papers' learning rate for test-time adaptation on ``pool``'s family."""
+    return PAPER_LR.get(getattr(pool, "family", "clip") or "clip", PAPER_LR["clip"])
 SELECTIONS = ("last", "min_entropy")
 
 #: config fields that do not change the optimisation trajectory (they are left out of the run id, so a run can be

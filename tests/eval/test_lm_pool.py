@@ -148,4 +148,6 @@ def test_adarank_runs_on_a_language_pool(lm_pool, tmp_path, one_torch_thread):
     assert result.step == 3 if hasattr(result, "step") else run.step == 3
     assert all(math.isfinite(h) for h in run.traces["entropy"])
     assert len(run.traces["test_accuracy"]["cola"]) == 2  # before the first step and at the end
-    assert result.masks and all(m.dtype in (torch.bool, torch.int8, torch.float32) for m in result.masks.values())
+    # AdaRank masks GPT-2's attention (c_attn, attn.c_proj) and MLP weights, not the embeddings
+    assert sorted({k.split(".", 2)[2] for k in result.masks}) == ["attn.c_attn.weight", "attn.c_proj.weight",
+                                                                  "mlp.c_fc.weight", "mlp.c_proj.weight"]
