@@ -159,7 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                                                              **parse_params(args.param))
     interval = ("95% Wilson interval" if not result.bounds
                 else "95% intervals: Wilson for accuracy, stratified bootstrap percentile for MCC")
-    scope = (f"estimate: stratified subsample of {result.key.subsample} examples per task, {interval}"
+    items = "images" if ev.pool.family == "clip" else "examples"
+    scope = (f"estimate: stratified subsample of {result.key.subsample} {items} per task, {interval}"
              if result.is_subsample else "whole split")
     print(f"{ev.pool.name} · {args.method} {json.dumps(params, sort_keys=True)} · {args.split} split · {scope}")
     table = df.set_index("task")

@@ -93,6 +93,14 @@ def test_two_sessions_asking_for_the_same_evaluation_run_it_once(monkeypatch) ->
     running, waits for it, and both pages show its result; the results store holds one row per merge."""
     from spectral.eval.evaluate import Evaluator
 
+    import streamlit as st
+
+    from spectral import app_state
+
+    # a fresh shared workspace: earlier page tests of this process may have memoised this merge's radar
+    st.cache_resource.clear()
+    with app_state._WS_LOCK:
+        app_state._WORKSPACES.clear()
     serving.reset_job_queue(1)
     calls: list[str] = []
     first_started, release = threading.Event(), threading.Event()
