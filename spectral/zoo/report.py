@@ -13,7 +13,7 @@ fine-tune's own head): :data:`PROFILES` holds each family's goals and the papers
 
 Optionally, the methods the papers compare (TSV-M, Iso-CTS, Iso-C, best NAI of a merge) with α chosen on
 validation. Every accuracy goes through the evaluator, so its results store makes a second report free.
-The papers' values are those of ``shared/papers/published_results.csv`` (CLIP ViT-B/32, 8 tasks).
+The papers' values are those of ``spectral/data/published_results.csv`` and ``published_glue.csv``.
 """
 from __future__ import annotations
 
