@@ -48,6 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SPECTRAL_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "app"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "BROWSER_PATH": CHROMIUM,
+        # the pools the tests write (pytest's temporary folders) are inside the dashboard's pool roots
+        "SPECTRAL_POOL_ROOTS": os.pathsep.join([str(ROOT), str(tmp_path_factory.getbasetemp())]),
     }
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless=true",
            "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
