@@ -254,7 +254,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from spectral.io import atomic_save_tensors
     from spectral.engine import Engine
 
-    engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device)
+    # one merge, no slider moves after it: no factors or derived layer data kept in memory (each layer's factors
+    # are read from the disk cache once), so memory stays at about one layer's working set
+    engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device, memory_bytes=0,
+                    derived_bytes=0, merges_kept=0)
     params = parse_params(args.param)
     if args.alpha is not None:
         params["alpha"] = args.alpha
