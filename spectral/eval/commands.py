@@ -151,7 +151,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        "accuracy": [a if m == "accuracy" else float("nan") for a, m in zip(accs.values(), metrics)],
                        "finetuned": [ft[t] for t in accs],
                        "zeroshot": [zs[t] for t in accs], "normalized": [s.normalized_per_task.get(t) for t in accs],
-                       "nai": [s.nai_per_task.get(t) for t in accs], "images": [result.counts.get(t) for t in accs]})
+                       "nai": [s.nai_per_task.get(t) for t in accs],
+                       # what each score rests on: test images of a CLIP task, examples of a text task
+                       "images" if ev.pool.family == "clip" else "examples": [result.counts.get(t) for t in accs]})
     if result.is_subsample:
         ci = result.intervals()
         df["ci_low"], df["ci_high"] = [ci[t][0] for t in accs], [ci[t][1] for t in accs]
