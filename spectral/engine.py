@@ -23,7 +23,7 @@ from torch import Tensor
 
 from spectral import linalg
 from spectral.cache import SVDCache, to_device
-from spectral.heap import release_mapped_pages_often
+from spectral.heap import release_mapped_pages, release_mapped_pages_often
 from spectral.heap import release_memory as release_process_memory
 from spectral.methods import get_method
 from spectral.methods.base import LayerFactors, Method, merge_non_matrix
@@ -50,6 +50,28 @@ def _tensor_bytes(value: Any) -> int:
     if isinstance(value, dict):
         return sum(_tensor_bytes(v) for v in value.values())
     return 0
+
+
+#: a layer this large (a token embedding: 151,936 × 1,536 in Qwen2.5) releases mapped checkpoint pages at once
+_LARGE_LAYER_ELEMENTS = 1 << 26
+
+
+def _stack_factors(entry: Callable[[int], linalg.SVD], num_tasks: int, device: torch.device) -> linalg.SVD:
+    """Stack the factors ``entry(t)`` of every task into (T, …) tensors on ``device``, reading one task at a time.
+
+    Cache entries come memory-mapped from disk; copying each into its slot and letting it go before the next is read
+    keeps one entry's pages resident beside the stack instead of all of them (the three U's of a 151,936 × 1,536
+    token embedding are 2.8 GB, which a stack of mapped entries held twice).
+    """
+    stacked: list[Tensor] = []
+    for t in range(num_tasks):
+        factors = entry(t)
+        if not stacked:
+            stacked = [torch.empty((num_tasks, *f.shape), dtype=f.dtype, device=device) for f in factors]
+        for out, part in zip(stacked, factors):
+            out[t].copy_(part)
+        del factors
+    return tuple(stacked)  # type: ignore[return-value]
 
 
 class CachedLayer(LayerFactors):
@@ -143,16 +165,39 @@ class Engine:
         """Stacked factors of every task's Δ for ``key``: U (T, m, r), S (T, r), V (T, n, r), on the device."""
         ts = self.taskset
         hashes = [ts.matrix_hash(t, key) for t in range(ts.num_tasks)]
-        found = [self.cache.get(h) for h in hashes]
-        missing = [t for t, f in enumerate(found) if f is None]
-        if missing:
-            matrices = torch.stack([ts.task_matrix(t, key) for t in missing]).to(self.device)
+        computed: dict[int, linalg.SVD] = {}
+
+        m, n = ts.base[key].shape
+
+        def compute(tasks: list[int]) -> None:
+            matrices = torch.stack([ts.task_matrix(t, key) for t in tasks]).to(self.device)
             U, S, V = linalg.thin_svd(matrices)
-            for i, t in enumerate(missing):
-                found[t] = (U[i], S[i], V[i])
-                self.cache.put(hashes[t], found[t], shape=tuple(matrices.shape[-2:]))
-        parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
-        return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+            del matrices
+            for i, t in enumerate(tasks):
+                factors = (U[i], S[i], V[i])
+                self.cache.put(hashes[t], factors, shape=(m, n))
+                if not self.cache.contains(hashes[t]):  # a cache that keeps nothing: hold them for the stack
+                    computed[t] = factors
+
+        # as build_cache: at most batch_bytes of input per SVD, so a one-shot merge of a model with a huge
+        # embedding (the CLI merges without building first) decomposes it one task at a time
+        missing = [t for t, h in enumerate(hashes) if not self.cache.contains(h)]
+        per_batch = max(1, self.batch_bytes // (m * n * 4))
+        for start in range(0, len(missing), per_batch):
+            compute(missing[start : start + per_batch])
+        # hashing read θ₀ and every θ_t of this key; for a token embedding those pages are GBs, so let them go now
+        (release_mapped_pages if m * n >= _LARGE_LAYER_ELEMENTS else release_mapped_pages_often)()
+
+        def entry(t: int) -> linalg.SVD:
+            found = computed.pop(t, None) or self.cache.get(hashes[t])
+            if found is None:  # evicted since it was checked
+                compute([t])
+                found = computed.pop(t, None) or self.cache.get(hashes[t])
+            if found is None:
+                raise RuntimeError(f"{key}: the SVD of task {t} was evicted from the cache as soon as it was stored")
+            return found
+
+        return _stack_factors(entry, ts.num_tasks, self.device)
 
     def derived_factors(self, key: str, kind: str) -> linalg.SVD:
         """SVD of Σ_t Δ_t (``"sum"``) or of every Δ_t − mean Δ (``"centered"``), cached by content."""
@@ -174,8 +219,7 @@ class Engine:
                 found = [(U[t], S[t], V[t]) for t in range(ts.num_tasks)]
                 for h, f in zip(keys, found):
                     self.cache.put(h, f)
-            parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
-            return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+            return _stack_factors(lambda t: found[t], len(found), self.device)  # type: ignore[return-value]
         raise ValueError(f"unknown derived factorisation {kind!r}")
 
     def derived_layer_data(self, key: str, name: str, compute: Callable[[], Any]) -> Any:
@@ -314,9 +358,10 @@ class Engine:
                                        for f in (U, S, V))
                             torch.cuda.synchronize(self.device)
                         del matrices
-                    # bounded: factors waiting for the disk never hold more than ~3 batches of memory
+                    # bounded: factors waiting for the disk never hold more than ~3 batches of memory (one matrix
+                    # when a matrix alone fills a batch: the U of a token embedding is as large as the matrix)
                     with phase("wait_for_writers"):
-                        while len(pending) > 3 * per_batch:
+                        while len(pending) > (3 * per_batch if per_batch > 1 else 0):
                             pending.popleft().result()
                     for i, (_, _, h) in enumerate(batch):
                         pending.append(writer.submit(write, h, (U[i], S[i], V[i]), shape))
