@@ -116,11 +116,15 @@ class PageRun:
     done: int = 0  # blocks run so far
     failed: str | None = None
     methods_before: frozenset[str] = frozenset()
+    plugins_attempted: frozenset[str] = frozenset()
 
     def prepare(self) -> None:
         from spectral.methods import REGISTRY
 
+        from spectral import plugins
+
         self.methods_before = frozenset(REGISTRY)
+        self.plugins_attempted = frozenset(plugins._attempted)
         self.folder.mkdir(parents=True, exist_ok=True)
         for item in self.root.iterdir():
             if item.name in {".git", "cache", "test-artifacts"} or item.name.startswith(".pytest"):
@@ -174,6 +178,10 @@ class PageRun:
 
         for name in set(REGISTRY) - self.methods_before:
             plugins.unregister_method(name)
+        with plugins._lock:  # a plugin path the page loaded may be loaded afresh by whoever sets it next
+            plugins._attempted.intersection_update(self.plugins_attempted)
+            for source in set(plugins._failures) - self.plugins_attempted:
+                plugins._failures.pop(source, None)
         for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None) or ""
             if file.startswith(str(self.folder)) and not Path(file).resolve().is_relative_to(self.root.resolve()):
