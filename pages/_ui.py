@@ -155,8 +155,8 @@ def serving_sidebar() -> None:
         if served_beyond_loopback():
             where = listen_address() or "every network interface"
             st.warning(f"Served beyond this machine (listening on {where}): anyone who reaches the port can use "
-                       f"this dashboard. Paths are bounded by `{POOL_ROOTS_ENV}`; see the README, *Serving to "
-                       "your group*.", icon="🌐")
+                       f"this dashboard. Paths are bounded by `{POOL_ROOTS_ENV}`; see the guide, *Serving to "
+                       "your group* (docs/serving.md).", icon="🌐")
         queue = serving.job_queue()
         running, waiting = queue.snapshot()
         if running or waiting:

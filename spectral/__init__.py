@@ -38,7 +38,7 @@ def merge_layer(method: str, task_matrices: Tensor, *, alpha: float = 1.0, **par
 
 
 def register_method(method: Method, *, replace: bool = False) -> Method:
-    """Register your own merging method (see README, "Your own method in one file", and :mod:`spectral.plugins`)."""
+    """Register your own merging method (see docs/plugins.md and :mod:`spectral.plugins`)."""
     from spectral.plugins import register_method as register
 
     return register(method, replace=replace)

@@ -1,6 +1,6 @@
 """Shared linear-algebra building blocks: thin SVD, truncation, polar factor, whitening, devices.
 
-Conventions (CONTRIBUTING.md, "Math conventions"): one layer's task matrix Δ has shape (m, n), r = min(m, n); a thin SVD is
+Conventions (docs/contributing.md, "Math conventions"): one layer's task matrix Δ has shape (m, n), r = min(m, n); a thin SVD is
 returned as ``(U, S, V)`` with ``U: (..., m, r)``, ``S: (..., r)`` descending, ``V: (..., n, r)`` so that
 ``Δ = U diag(S) Vᵀ``. V (not Vᴴ) is returned because every method concatenates right singular vectors as columns.
 """

@@ -32,7 +32,7 @@ _NOT_MATRICES = ("text_projection", "token_embedding")
 
 def default_matrix_filter(key: str, tensor: Tensor) -> bool:
     """2-D weights of the image tower: attention in_proj/out_proj, MLP c_fc/c_proj, positional_embedding and proj,
-    as in the TSV and Iso code (CONTRIBUTING.md, "Math conventions"). text_projection and everything not 2-D (conv1, LayerNorms, biases,
+    as in the TSV and Iso code (docs/contributing.md, "Math conventions"). text_projection and everything not 2-D (conv1, LayerNorms, biases,
     class_embedding, logit_scale) are merged as plain vectors."""
     return tensor.ndim == 2 and not any(part in key for part in _NOT_MATRICES)
 

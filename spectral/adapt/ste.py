@@ -1,5 +1,5 @@
 """Binary masks over singular components with a straight-through estimator (AdaRank, Lee et al. 2025, §5 and
-App. A "Details of Straight-Through Estimator"; CONTRIBUTING.md, "Math conventions").
+App. A "Details of Straight-Through Estimator"; docs/contributing.md, "Math conventions").
 
 A mask entry is a real logit b̃. Forward: B = 1{sigmoid(b̃ / T) > 0.5} (T = 10, the paper's best temperature);
 backward: the gradient of sigmoid(b̃ / T) (the hard threshold is treated as the identity).

@@ -541,7 +541,7 @@ def _not_found(info: DataSetInfo, path: Path) -> DatasetError:
     others = [n for n in identify(path) if n != info.name]
     hint = (f" {path} holds {', '.join(others)} data, which is never used for {info.name}." if others else "")
     return DatasetError(f"{info.name}: no {info.name} data at {path}. Expected one of: " + "; ".join(lines) + "."
-                        + hint + " See the README's table of the 20 data sets.")
+                        + hint + " See the table of the 20 data sets in docs/data.md.")
 
 
 def open_benchmark(dataset: str, path: str | os.PathLike[str], split: Split, *, transform: Transform,

@@ -204,7 +204,7 @@ class Method:
     """A registered merging (or compression) method.
 
     ``layer_fn`` merges one matrix layer; ``model_fn`` (TIES, Consensus) needs every parameter of the model at
-    once. ``non_matrix`` says how parameters that are not matrices are merged (CONTRIBUTING.md, "Math conventions"): ``"sum"`` → α·Σ_t,
+    once. ``non_matrix`` says how parameters that are not matrices are merged (docs/contributing.md, "Math conventions"): ``"sum"`` → α·Σ_t,
     ``"alpha_mean"`` → α·mean_t, ``"mean"`` → mean_t.
     """
 

@@ -28,7 +28,7 @@ def iso_cts_sizes(r: int, num_tasks: int, common_frac: float) -> tuple[int, int]
     """(k, s): common-subspace size and per-task size, rounded as the official Iso-CTS code does.
 
     k = int(r · common_frac); s_total = round((r − k) / T) · T with Python's round (half to even);
-    k = r − s_total; s = s_total / T (CONTRIBUTING.md, "Math conventions").
+    k = r − s_total; s = s_total / T (docs/contributing.md, "Math conventions").
     """
     k = int(r * common_frac)
     s_total = round((r - k) / num_tasks) * num_tasks

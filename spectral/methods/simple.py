@@ -7,7 +7,7 @@ from spectral.methods.base import ALPHA, LayerFactors, Method, Param, as_float
 
 
 def weight_average(layer: LayerFactors, *, alpha: float = 1.0) -> Tensor:
-    """Weight averaging (Wortsman et al. 2022): mean_t Δ_t; alpha is ignored (CONTRIBUTING.md, "Math conventions")."""
+    """Weight averaging (Wortsman et al. 2022): mean_t Δ_t; alpha is ignored (docs/contributing.md, "Math conventions")."""
     return as_float(layer.task_matrices).mean(0)
 
 

@@ -93,7 +93,7 @@ TSV_M = Method(
     display_name="TSV-M",
     paper="Gargiulo et al. 2025, Task Singular Vectors (Alg. 1)",
     # rank_cut "numerical" by default: identical to the authors' "all" on full fine-tunes; on low-rank (LoRA) task
-    # matrices "all" orthogonalises arbitrary completion vectors together with the real ones (README, methods table)
+    # matrices "all" orthogonalises arbitrary completion vectors together with the real ones (docs/methods.md, where spectral can differ from the authors' code)
     params=(ALPHA, K_FRAC, ORTHO, rank_cut_param("numerical")),
     layer_fn=tsv_m,
     non_matrix="alpha_mean",

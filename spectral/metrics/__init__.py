@@ -1,4 +1,4 @@
-"""Metrics over task matrices and merged models (CONTRIBUTING.md, "Math conventions").
+"""Metrics over task matrices and merged models (docs/contributing.md, "Math conventions").
 
 - :mod:`.sti`: Singular Task Interference (Gargiulo et al. 2025, TSV Eq. 6).
 - :mod:`.sar`: Subspace Alignment Ratio and SAR_avg (Marczak et al. 2025, Iso Eq. 5-6).

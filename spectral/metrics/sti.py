@@ -4,7 +4,7 @@
 
 with ``U = [U_1,k | … | U_T,k]`` (m × Tk) and ``V`` (n × Tk) the column-concatenated top-k singular vectors of
 the T task matrices of one layer and ``Σ`` the block-diagonal matrix of their top-k singular values.
-``‖·‖_1`` is the *entrywise* L1 norm (sum of absolute values), CONTRIBUTING.md, "Math conventions". The score is not normalised (it
+``‖·‖_1`` is the *entrywise* L1 norm (sum of absolute values), docs/contributing.md, "Math conventions". The score is not normalised (it
 grows with T, k and the scale of the task matrices); the UI names this choice.
 
 Rank convention. The public API gives ``sti(task_matrices, *, k=None)`` and the conventions say both "default k = int(r/T)" and

@@ -1,4 +1,4 @@
-"""A real dashboard server on the fake pool, and Debian's chromium driven by Playwright (CONTRIBUTING.md, Testing).
+"""A real dashboard server on the fake pool, and Debian's chromium driven by Playwright (docs/contributing.md, Testing).
 
 Skips cleanly when chromium or Playwright is missing (CI installs both through scripts/setup.sh)."""
 from __future__ import annotations

@@ -234,8 +234,8 @@ def test_task_data_status_of_a_pool(location, tmp_path):
     assert not rows["Custom"].found and "does not exist" in rows["Custom"].detail
 
 
-def test_readme_table_lists_every_data_set_with_its_folder():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_the_guide_table_lists_every_data_set_with_its_folder():
+    readme = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
     for name, info in DATASETS.items():
         layout = info.layouts[0]

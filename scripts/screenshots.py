@@ -1,8 +1,9 @@
-"""Regenerate the README screenshots: start the dashboard on a pool (default the demo zoo, zoo-8), open two pages
-in Debian's chromium through Playwright and save them to docs/screenshots/.
+"""Regenerate the documentation's screenshots: start the dashboard on a pool (default the demo zoo, zoo-8), open
+its pages in Debian's chromium through Playwright and save them to docs/screenshots/.
 
-    python docs/make_screenshots.py [--pool zoo-8] [--pages spectra merge_lab]
-    python docs/make_screenshots.py --pool lm-zoo-7 --suffix=-lm     # the language zoo: spectra-lm.png, ...
+    python scripts/screenshots.py                                     # every page of the dashboard
+    python scripts/screenshots.py [--pool zoo-8] [--pages spectra merge_lab]
+    python scripts/screenshots.py --pool lm-zoo-7 --suffix=-lm --pages spectra merge_lab   # spectra-lm.png, ...
 
 Needs ``apt-get install -y chromium`` and ``pip install playwright`` (no browser download). The demo zoo is built
 first if it is missing (minutes on CPU, once).
@@ -24,12 +25,17 @@ OUT = ROOT / "docs" / "screenshots"
 IDLE_JS = """(n) => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stSkeleton"]')
     && document.querySelectorAll('.js-plotly-plot').length >= n"""
-#: url path → (file name, charts to wait for, query string)
+#: page name → (url path, file name, charts to wait for, query string for a CLIP pool)
 PAGES = {
-    "spectra": ("spectra", 4, "?sp_layer=0·out_proj"),
-    "merge_lab": ("merge_lab", 1, ""),
-    "interference": ("interference", 4, ""),
-    "alignment": ("alignment", 2, ""),
+    "overview": ("", "overview", 0, ""),
+    "task_vectors": ("task_vectors", "task_vectors", 2, ""),
+    "spectra": ("spectra", "spectra", 4, "?sp_layer=0·out_proj"),
+    "interference": ("interference", "interference", 4, ""),
+    "alignment": ("alignment", "alignment", 2, ""),
+    "merge_lab": ("merge_lab", "merge_lab", 1, ""),
+    "sweeps": ("sweeps", "sweeps", 1, "?sw_rank_points=5&sw_alpha_points=5&sw_common_points=5&sw_ablation_select=false"),
+    "adaptation": ("adaptation", "adaptation", 0, ""),
+    "export": ("export", "export", 0, ""),
 }
 
 
@@ -51,7 +57,7 @@ def settle(page, charts: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default="zoo-8")
-    parser.add_argument("--pages", nargs="+", default=["spectra", "merge_lab"], choices=sorted(PAGES))
+    parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=1100)
     parser.add_argument("--suffix", default="", help="appended to the file names (e.g. -lm)")
@@ -82,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": args.width, "height": args.height}, device_scale_factor=1)
             page.set_default_timeout(900_000)
             for name in args.pages:
-                stem, charts, query = PAGES[name]
-                page.goto(f"{url}/{name}{'' if args.suffix else query}")  # the query names a CLIP layer
+                path, stem, charts, query = PAGES[name]
+                page.goto(f"{url}/{path}{'' if args.suffix else query}")  # the query names a CLIP layer
                 settle(page, charts)
                 target = OUT / f"{stem}{args.suffix}.png"
                 page.screenshot(path=str(target), full_page=False)
