@@ -248,6 +248,8 @@ def _plan_mergekit(plan: MergePlan, name: str, top: Mapping[str, Any], entries: 
                    base_entry: dict[str, float] | None, fail: Any) -> None:
     allowed = {"normalize", "weight"} if name == "linear" else {"normalize", "weight", "density", "lambda",
                                                                  "int8_mask", "rescale"}
+    if name in ("ties", "dare_ties"):
+        allowed.add("trim")  # spectral's extension: global (TIES authors) or per_tensor (mergekit, the default)
     bad = sorted(set(top) - allowed)
     if bad:
         raise fail(f"parameters: unknown key(s) {bad} for {name}; known: {sorted(allowed)}")
@@ -298,11 +300,14 @@ def _plan_mergekit(plan: MergePlan, name: str, top: Mapping[str, Any], entries: 
         _set_weights(plan, weights)
         return
     # ties, dare_ties: sign election over the weighted deltas, then Σ w·mask·Δ (/ Σ w·mask with normalize)
+    trim = top.get("trim", "per_tensor")
+    if trim not in ("per_tensor", "global"):
+        raise fail(f"parameters.trim must be per_tensor (mergekit) or global (the TIES authors' code), got {trim!r}")
     if name == "ties":
-        plan.method, plan.params = "ties", {"density": density, "trim": "per_tensor", "normalize": normalize}
+        plan.method, plan.params = "ties", {"density": density, "trim": trim, "normalize": normalize}
     else:
         plan.method, plan.params = "dare", {"merge": "ties", "p": _drop(density, fail), "density": 1.0,
-                                             "trim": "per_tensor", "normalize": normalize}
+                                             "trim": trim, "normalize": normalize}
     if len(set(weights)) == 1:
         w = weights[0]
         if w <= 0:
@@ -360,6 +365,13 @@ def to_config(method: str, params: Mapping[str, Any], *, base: str, models: Sequ
     if method == "task_arithmetic":
         config["models"] = [{"model": m, "parameters": {"weight": 1.0}} for m in models]
         config["parameters"] = {"lambda": float(clean.get("alpha", 1.0))}
+    elif method == "ties":  # mergekit's ties; trim: global is spectral's extension (mergekit trims per tensor)
+        density = float(clean.get("density", 0.2))
+        config["models"] = [{"model": m, "parameters": {"weight": 1.0, "density": density}} for m in models]
+        config["parameters"] = {"lambda": float(clean.get("alpha", 1.0)),
+                                "normalize": bool(clean.get("normalize", True))}
+        if clean.get("trim", "global") != "per_tensor":
+            config["parameters"]["trim"] = clean.get("trim", "global")
     else:
         config["models"] = [{"model": m} for m in models]
         config["parameters"] = clean
@@ -426,3 +438,25 @@ def cast_folder(folder: str | os.PathLike[str], dtype: torch.dtype) -> None:
         tmp = config.with_name("config.json.tmp")
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, config)
+
+
+def pool_model_paths(pool: Any) -> tuple[str, list[str], bool]:
+    """(base path, task paths, whether they are real files) of an opened pool, for :func:`pool_yaml`: Hugging Face
+    folders and checkpoint pools name their files; other pools (the demo zoo) get placeholders to fill in."""
+    folders = getattr(pool, "folders", None)
+    base = getattr(pool, "base", None)
+    if isinstance(folders, Mapping) and hasattr(base, "path"):
+        return str(base.path), [str(folders[t].path) for t in pool.task_names], True
+    spec = getattr(pool, "spec", None)
+    tasks = getattr(spec, "tasks", None)
+    if spec is not None and getattr(spec, "base", None) is not None and tasks:
+        if all(getattr(t, "checkpoint", None) is not None for t in tasks):
+            return str(spec.base), [str(t.checkpoint) for t in tasks], True
+    return "PATH/TO/BASE", [f"PATH/TO/{t}" for t in pool.task_names], False
+
+
+def pool_yaml(pool: Any, method: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+    """The merge of ``method`` with ``params`` over ``pool`` as a mergekit-style YAML (:func:`to_yaml`), and whether
+    the paths in it are the pool's real files."""
+    base, models, real = pool_model_paths(pool)
+    return to_yaml(method, params, base=base, models=models), real

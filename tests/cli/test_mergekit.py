@@ -111,7 +111,12 @@ def test_export_yaml_round_trips():
                                       "rank_cut": "numerical"}),
                            ("knots", {"alpha": 0.6, "merge": "ties", "density": 0.2, "p": 0.1, "seed": 0,
                                       "concat": "columns", "rank_cut": "numerical"}),
-                           ("task_arithmetic", {"alpha": 0.3})]:
+                           ("task_arithmetic", {"alpha": 0.3}),
+                           ("ties", {"alpha": 0.8, "density": 0.3, "trim": "global", "normalize": True}),
+                           ("ties", {"alpha": 1.2, "density": 0.5, "trim": "per_tensor", "normalize": False}),
+                           ("dare", {"alpha": 0.3, "p": 0.4, "merge": "ties", "density": 0.5, "seed": 3,
+                                     "trim": "global", "normalize": True}),
+                           ("weight_average", {})]:
         text = to_yaml(method, params, base="b", models=["t0", "t1"])
         plan = parse_config(yaml.safe_load(text), check_paths=False)
         assert (plan.method, plan.params, plan.weights) == (method, params, None)
@@ -209,3 +214,17 @@ def test_cli_mergekit_config_excludes_method_flags(gpt2_pool, tmp_path, capsys):
     code = main(["merge", "--mergekit-config", str(_write(tmp_path, config)), "--method", "tsv_m", "-o",
                  str(tmp_path / "o")])
     assert code == 2 and "--method" in capsys.readouterr().err
+
+
+def test_pool_yaml_names_the_folders_of_a_hugging_face_pool(gpt2_pool, tmp_path):
+    from spectral.checkpoints.hf_pool import HFPool
+    from spectral.mergekit import pool_yaml
+
+    pool = HFPool.from_folders(gpt2_pool["base"], list(gpt2_pool["tasks"].values()))
+    text, real = pool_yaml(pool, "knots", {"alpha": 0.6, "merge": "ties", "density": 0.2, "p": 0.1, "seed": 0,
+                                           "concat": "rows", "rank_cut": "numerical"})
+    assert real
+    plan = read_config(_write(tmp_path, yaml.safe_load(text)))  # the paths exist
+    assert plan.base.resolve() == Path(gpt2_pool["base"]).resolve()
+    assert [p.resolve() for p in plan.models] == [Path(p).resolve() for p in gpt2_pool["tasks"].values()]
+    assert plan.method == "knots" and plan.params["concat"] == "rows"
