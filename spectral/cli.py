@@ -288,6 +288,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
         return 0
     with tqdm_progress(f"merge {method.name}") as progress:
         merged = engine.merge(method.name, progress=progress, **params)
+    if plan is not None and plan.dtype is not None:  # mergekit's dtype
+        merged = {k: v.to(plan.dtype) if v.is_floating_point() else v for k, v in merged.items()}
     atomic_save_tensors(Path(args.output), {k: v.contiguous() for k, v in merged.items()}, meta)
     print(f"wrote {args.output}: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
     return 0
