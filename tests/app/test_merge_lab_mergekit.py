@@ -55,3 +55,16 @@ def test_merge_lab_exports_the_current_merge_as_mergekit_yaml(stored) -> None:
     widgets = {w.key: w.value for w in [*at.slider, *at.select_slider, *at.selectbox] if w.key}
     for name, value in plan.params.items():
         assert widgets[f"ml_tsv_m_{name}"] == pytest.approx(value) if isinstance(value, float) else value
+
+
+def test_knots_is_offered_and_merges_in_the_lab(stored) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/merge_lab.py").run()
+    assert "knots" in at.multiselect(key="ml_methods").options or "KnOTS" in at.multiselect(key="ml_methods").options
+    at.multiselect(key="ml_methods").set_value(["task_arithmetic", "knots"]).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    at.selectbox(key="ml_knots_merge").set_value("dare").run()
+    at.selectbox(key="ml_mk_method").set_value("knots").run()
+    assert not at.exception and not at.error
+    plan = parse_config(exported(at, stored), check_paths=False)
+    assert plan.method == "knots" and plan.params["merge"] == "dare"

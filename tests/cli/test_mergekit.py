@@ -228,3 +228,25 @@ def test_pool_yaml_names_the_folders_of_a_hugging_face_pool(gpt2_pool, tmp_path)
     assert plan.base.resolve() == Path(gpt2_pool["base"]).resolve()
     assert [p.resolve() for p in plan.models] == [Path(p).resolve() for p in gpt2_pool["tasks"].values()]
     assert plan.method == "knots" and plan.params["concat"] == "rows"
+
+
+def test_weighted_taskset_scales_task_vectors_and_keys_its_cache(tmp_path):
+    from helpers import make_vit_state_dicts
+    from spectral import Engine, TaskSet
+    from spectral.mergekit import WeightedTaskSet
+
+    base, ft = make_vit_state_dicts(num_tasks=3, seed=1)
+    weights = [0.5, 2.0, -1.0]
+    scaled = {t: {k: (base[k].double() + w * (v.double() - base[k].double())).to(v.dtype)
+                  if v.is_floating_point() else v for k, v in sd.items()} for (t, sd), w in zip(ft.items(), weights)}
+    plain = TaskSet(base, ft)
+    weighted = WeightedTaskSet(plain, weights)
+    key = plain.matrix_keys[0]
+    assert weighted.matrix_hash(1, key) != plain.matrix_hash(1, key)
+    torch.testing.assert_close(weighted.task_matrix(1, key), 2.0 * plain.task_matrix(1, key))
+    cache = tmp_path / "c"
+    Engine(plain, cache_dir=cache, device="cpu").build_cache()  # plain factors in the same cache are never read
+    got = Engine(weighted, cache_dir=cache, device="cpu").merge("tsv_m", alpha=0.9)
+    want = Engine(TaskSet(base, scaled), cache_dir=tmp_path / "d", device="cpu").merge("tsv_m", alpha=0.9)
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4)

@@ -146,3 +146,15 @@ def test_engine_merge_lazy_merge_and_merge_layer_agree(vit_state_dicts, tmp_path
 
 def test_knots_is_listed():
     assert "knots" in spectral.list_methods()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("merge", ["ties", "dare", "task_arithmetic"])
+def test_knots_on_cuda_matches_cpu(vit_state_dicts, tmp_path, merge):
+    base, ft = vit_state_dicts
+    params = {"merge": merge, "density": 0.5, "p": 0.2, "seed": 3}
+    cpu = Engine(TaskSet(base, ft), cache_dir=tmp_path / "cpu", device="cpu").merge("knots", alpha=0.7, **params)
+    gpu = Engine(TaskSet(base, ft), cache_dir=tmp_path / "gpu", device="cuda").merge("knots", alpha=0.7, **params)
+    for key in cpu:
+        assert gpu[key].device.type == "cpu"
+        torch.testing.assert_close(gpu[key], cpu[key], atol=1e-5, rtol=1e-4)
