@@ -122,7 +122,7 @@ def main() -> int:
             ref = load(work / f"mk_{name}_ref")
             keys = sorted(set(mk) & set(sp) & set(ref))
 
-            def rel(merged: dict) -> float:
+            def rel(merged: dict, keys: list = keys, ref: dict = ref) -> float:
                 num = sum(float((merged[k].double() - base_sd[k].double()).norm() ** 2) for k in keys)
                 den = sum(float((ref[k].double() - base_sd[k].double()).norm() ** 2) for k in keys)
                 return (num / den) ** 0.5

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -424,7 +425,7 @@ def cast_folder(folder: str | os.PathLike[str], dtype: torch.dtype) -> None:
     for file in sorted(root.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as f:
             metadata = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         tmp = file.with_name(file.name + ".tmp")
         save_file(tensors, str(tmp), metadata=metadata)
@@ -449,9 +450,9 @@ def pool_model_paths(pool: Any) -> tuple[str, list[str], bool]:
         return str(base.path), [str(folders[t].path) for t in pool.task_names], True
     spec = getattr(pool, "spec", None)
     tasks = getattr(spec, "tasks", None)
-    if spec is not None and getattr(spec, "base", None) is not None and tasks:
-        if all(getattr(t, "checkpoint", None) is not None for t in tasks):
-            return str(spec.base), [str(t.checkpoint) for t in tasks], True
+    if (spec is not None and getattr(spec, "base", None) is not None and tasks
+            and all(getattr(t, "checkpoint", None) is not None for t in tasks)):
+        return str(spec.base), [str(t.checkpoint) for t in tasks], True
     return "PATH/TO/BASE", [f"PATH/TO/{t}" for t in pool.task_names], False
 
 

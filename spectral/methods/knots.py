@@ -36,7 +36,8 @@ Differences from the official code, all named by parameters:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,7 +45,13 @@ from torch import Tensor
 from spectral import linalg
 from spectral.errors import ParameterError
 from spectral.methods.base import (
-    ALPHA, LayerFactors, Method, Param, ParamValue, kept_rank, rank_cut_param,
+    ALPHA,
+    LayerFactors,
+    Method,
+    Param,
+    ParamValue,
+    kept_rank,
+    rank_cut_param,
 )
 from spectral.methods.dare import drop_and_rescale, key_generator
 from spectral.methods.elementwise import ties_thresholds

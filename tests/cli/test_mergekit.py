@@ -9,9 +9,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # for `import lm_fixtures`
 
-import lm_fixtures as F  # noqa: E402
-from spectral.cli import main  # noqa: E402
-from spectral.mergekit import MergekitConfigError, parse_config, read_config, to_yaml  # noqa: E402
+import lm_fixtures as F
+
+from spectral.cli import main
+from spectral.mergekit import MergekitConfigError, parse_config, read_config, to_yaml
 
 
 def cfg(method, *, weights=(1.0, 1.0), density=None, top=None, base="base", **extra):
@@ -232,6 +233,7 @@ def test_pool_yaml_names_the_folders_of_a_hugging_face_pool(gpt2_pool, tmp_path)
 
 def test_weighted_taskset_scales_task_vectors_and_keys_its_cache(tmp_path):
     from helpers import make_vit_state_dicts
+
     from spectral import Engine, TaskSet
     from spectral.mergekit import WeightedTaskSet
 
