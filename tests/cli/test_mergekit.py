@@ -93,6 +93,8 @@ def test_reader_accepts_spectral_methods(method, top, expected):
     (cfg("tsv_m", weights=(None, None), top={"k_fraction": 0.1}), "k_fraction"),
     (cfg("ties", dtype="float8"), "dtype"),
     (cfg("dare_linear", top={"rescale": False}, density=0.5), "parameters.rescale"),
+    (cfg("linear"), "base_model"),  # mergekit's linear averages the base too: it needs a weight
+    (cfg("ties", weights=(1.0, 1.0), top={"trim": "layer"}), "parameters.trim"),
 ])
 def test_bad_configs_name_the_key(config, key):
     with pytest.raises(MergekitConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
