@@ -42,6 +42,8 @@ def lab() -> None:
         st.info("Choose at least one method.")
         return
     params = _ui.method_params(methods, T, "ml", ranks=_ui.pool_ranks(ws))
+    with st.expander("Export as a mergekit YAML"):
+        export_mergekit(params)
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
                      format_func=lambda v: ("absolute accuracy (%)" if ws.pool.family == "clip"
                                             else "absolute score (%; MCC for CoLA)") if v == "accuracy"
@@ -87,6 +89,21 @@ def lab() -> None:
             # Only this fragment reran (a slider move) and no poller is registered: one app rerun registers it.
             # The poller exists only while a refinement runs, so an idle page exchanges no messages.
             st.rerun(scope="app")
+
+
+def export_mergekit(params: dict) -> None:
+    """One chosen merge as a mergekit-style YAML (issue 25): `python -m spectral merge --mergekit-config FILE -o OUT`
+    runs it; mergekit itself runs task_arithmetic and ties (trim per_tensor) configs."""
+    from spectral.mergekit import pool_yaml
+
+    chosen = st.selectbox("Merge", methods, key="ml_mk_method", format_func=_ui.display_name)
+    with _ui.guard("Writing the mergekit YAML"):
+        text, real = pool_yaml(ws.pool, chosen, params[chosen])
+        st.code(text, language="yaml")
+        st.caption("Run it with `python -m spectral merge --mergekit-config merge.yml -o OUT_DIR`."
+                   + ("" if real else " This pool's models are not files: replace the PATH/TO/… placeholders."))
+        st.download_button("mergekit YAML", text.encode(), file_name=f"merge-{chosen}.yml",
+                           mime="application/x-yaml", key="dl_ml_mergekit", on_click="ignore")
 
 
 def published_beside(summary) -> None:

@@ -1,4 +1,4 @@
-"""zoo-8 methods table of issue 12 (SVC on TA / TSV-M / Iso-CTS, MagMax, DARE): alpha chosen on val (grid
+"""zoo-8 methods table of issue 12 (SVC on TA / TSV-M / Iso-CTS, MagMax, DARE; KnOTS of issue 25): alpha chosen on val (grid
 0.1 … 2.0), evaluated on test; results go to cache/results.sqlite.  Run: PYTHONPATH=. python3 scripts/methods_table.py"""
 import sys, json, torch
 torch.set_num_threads(2)
@@ -19,6 +19,8 @@ variants = [
     ("magmax", "magmax", {}),
     ("dare(TA)", "dare", {"merge": "task_arithmetic"}),
     ("dare(TIES)", "dare", {"merge": "ties"}),
+    ("knots(TIES)", "knots", {"merge": "ties"}),
+    ("knots(DARE-TIES)", "knots", {"merge": "dare", "density": 1.0}),
 ]
 frames = []
 for i, (label, method, params) in enumerate(variants):

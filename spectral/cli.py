@@ -254,14 +254,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from spectral.io import atomic_save_tensors
     from spectral.engine import Engine
 
+    plan = _mergekit_plan(args) if getattr(args, "mergekit_config", None) else None  # issue 25: mergekit YAML
+    if plan is None and not args.method:
+        raise SpectralError("merge needs --method (see `python -m spectral methods`) or --mergekit-config FILE")
+    taskset = load_taskset(args)
+    if plan is not None and plan.weights is not None:  # mergekit's per-model weights scale each Δ_t
+        from spectral.mergekit import WeightedTaskSet
+
+        taskset = WeightedTaskSet(taskset, plan.weights)
     # one merge, no slider moves after it: no factors or derived layer data kept in memory (each layer's factors
     # are read from the disk cache once), so memory stays at about one layer's working set
-    engine = Engine(load_taskset(args), cache_dir=args.cache_dir, device=args.device, memory_bytes=0,
+    engine = Engine(taskset, cache_dir=args.cache_dir, device=args.device, memory_bytes=0,
                     derived_bytes=0, merges_kept=0)
-    params = parse_params(args.param)
-    if args.alpha is not None:
+    params = dict(plan.params) if plan is not None else parse_params(args.param)
+    if args.alpha is not None and plan is None:
         params["alpha"] = args.alpha
-    method, alpha, resolved = engine.resolve(args.method, params)
+    method, alpha, resolved = engine.resolve(plan.method if plan is not None else args.method, params)
     meta = {"method": method.name, "alpha": repr(alpha), "params": json.dumps(resolved, sort_keys=True),
             "tasks": json.dumps(engine.taskset.task_names)}
     hf_pool = _hf_pool(args)
@@ -272,13 +280,35 @@ def cmd_merge(args: argparse.Namespace) -> int:
             merged = engine.lazy_merge(method.name, progress=progress, **params)
             write_hf_folder(args.output, hf_pool.base, merged, metadata={**meta, "merged_by": "spectral"},
                             inputs=[hf_pool.base.path, *(f.path for f in hf_pool.folders.values())])
+        if plan is not None and plan.dtype is not None:  # mergekit's dtype: the written tensors' dtype
+            from spectral.mergekit import cast_folder
+
+            cast_folder(args.output, plan.dtype)
         print(f"wrote {args.output}/: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
         return 0
     with tqdm_progress(f"merge {method.name}") as progress:
         merged = engine.merge(method.name, progress=progress, **params)
+    if plan is not None and plan.dtype is not None:  # mergekit's dtype
+        merged = {k: v.to(plan.dtype) if v.is_floating_point() else v for k, v in merged.items()}
     atomic_save_tensors(Path(args.output), {k: v.contiguous() for k, v in merged.items()}, meta)
     print(f"wrote {args.output}: {method.display_name}, alpha={alpha}, {json.dumps(resolved, sort_keys=True)}")
     return 0
+
+
+def _mergekit_plan(args: argparse.Namespace) -> Any:
+    """``merge --mergekit-config FILE``: the config's models become ``--base``/``--finetuned`` (spectral.mergekit)."""
+    from spectral.mergekit import read_config
+
+    given = [flag for flag, value in (("--method", args.method), ("--param", args.param), ("--alpha", args.alpha),
+                                      ("--pool", args.pool), ("--base", args.base), ("--finetuned", args.finetuned))
+             if value]
+    if given:
+        raise SpectralError(f"--mergekit-config gives the method, parameters and models; drop {', '.join(given)}")
+    plan = read_config(args.mergekit_config)
+    for warning in plan.warnings:
+        log.warning("%s: %s", args.mergekit_config, warning)
+    args.base, args.finetuned = str(plan.base), [str(p) for p in plan.models]
+    return plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("merge", help="merge a pool with one method and write a safetensors state dict")
     add_pool_arguments(p)
-    p.add_argument("--method", required=True, help="see `python -m spectral methods`")
+    p.add_argument("--method", help="see `python -m spectral methods` (or --mergekit-config)")
+    p.add_argument("--mergekit-config", metavar="YAML", default=None,
+                   help="run a mergekit YAML (merge_method, models, base_model, parameters, dtype; also spectral's "
+                        "own methods): see docs/lora-llms.md")
     p.add_argument("--alpha", type=float, default=None, help="scaling (default: the method's paper default)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     p.add_argument("--output", "-o", required=True,

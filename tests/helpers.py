@@ -150,13 +150,13 @@ def ref_ties_authors(task_vectors: dict, alpha: float, density: float) -> dict:
 
 def ref_ties_mergekit(task_vectors: dict, alpha: float, density: float) -> dict:
     """mergekit's TIES (sparsify 'magnitude' + get_mask 'sum' + normalised disjoint sum), tensor by tensor:
-    per task the int(density·numel) largest |x| (argsort order), sign = +1 where Σ_t ≥ 0 else −1, mask =
+    per task the max(1, int(density·numel)) largest |x| (argsort order; mergekit 0.1.5 keeps at least one), sign = +1 where Σ_t ≥ 0 else −1, mask =
     sign(x) == that sign, sum over the mask divided by its count (1 where empty), times λ = alpha."""
     out = {}
     for k, stacked in task_vectors.items():
         x = stacked.double().reshape(stacked.shape[0], -1)
         n = x.shape[1]
-        keep = int(density * n)
+        keep = max(1, int(density * n)) if density > 0 else 0
         trimmed = torch.zeros_like(x)
         for t in range(x.shape[0]):
             top = torch.argsort(x[t].abs(), descending=True)[:keep]

@@ -7,6 +7,7 @@ from spectral.methods.cart import CART
 from spectral.methods.dare import DARE
 from spectral.methods.elementwise import CONSENSUS, TIES
 from spectral.methods.iso import ISO_C, ISO_CTS
+from spectral.methods.knots import KNOTS
 from spectral.methods.magmax import MAGMAX
 from spectral.methods.simple import TASK_ARITHMETIC, WEIGHT_AVERAGE
 from spectral.methods.svc import SVC
@@ -15,7 +16,7 @@ from spectral.methods.tsv import LOW_RANK_SUM, TSV_C, TSV_M, compress_layer
 REGISTRY: dict[str, Method] = {
     m.name: m
     for m in (WEIGHT_AVERAGE, TASK_ARITHMETIC, TIES, CONSENSUS, TSV_M, ISO_C, ISO_CTS, CART, SVC, MAGMAX, DARE,
-              LOW_RANK_SUM, TSV_C)
+              KNOTS, LOW_RANK_SUM, TSV_C)
 }
 
 

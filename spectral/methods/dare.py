@@ -9,7 +9,7 @@ from torch import Tensor
 
 from spectral.errors import ParameterError
 from spectral.methods.base import ALPHA, Method, Param, as_float
-from spectral.methods.elementwise import ties
+from spectral.methods.elementwise import TRIM_CHOICES, ties
 
 Progress = Callable[[int, int, str], None]
 
@@ -58,13 +58,15 @@ def dare(
     merge: str = "task_arithmetic",
     density: float = 0.2,
     seed: int = 0,
+    trim: str = "global",
+    normalize: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Tensor]:
     """DARE (Yu et al. 2024): drop-and-rescale every task vector (seeded), then Task Arithmetic (α·Σ_t) or TIES
     (trim to ``density``, elect signs, disjoint mean, α·τ)."""
     dropped = DroppedTaskVectors(task_vectors, p=p, seed=seed)
     if merge == "ties":
-        return ties(dropped, alpha=alpha, density=density, progress=progress)
+        return ties(dropped, alpha=alpha, density=density, trim=trim, normalize=normalize, progress=progress)
     if merge != "task_arithmetic":
         raise ParameterError(f"dare: merge must be 'task_arithmetic' or 'ties', got {merge!r}")
     keys = list(dropped)
@@ -90,6 +92,10 @@ DARE = Method(
         Param("density", 0.2, "float", 0.0, 1.0, 0.01, label="TIES density",
               help="Only with TIES: fraction of each task vector's entries kept by magnitude."),
         Param("seed", 0, "int", 0, 2**31 - 1, 1, label="seed", help="Seed of the random drop masks."),
+        Param("trim", "global", "choice", choices=TRIM_CHOICES, label="TIES trim over",
+              help="Only with TIES: 'global' (TIES authors' code) or 'per_tensor' (mergekit)."),
+        Param("normalize", True, "bool", label="TIES disjoint mean",
+              help="Only with TIES: average the agreeing entries (on) or sum them (off: mergekit's dare_ties)."),
     ),
     model_fn=dare,
     description="Random drop with rescaling (unbiased), then Task Arithmetic or TIES.",

@@ -50,13 +50,13 @@ def _trimmed(stacked: Tensor, thresholds: Tensor) -> Tensor:
 
 def trim_per_tensor(stacked: Tensor, density: float) -> Tensor:
     """mergekit's ``sparsify`` magnitude trim of one key's stacked (T, ...) task vectors: per task, the
-    ``int(density · numel)`` largest magnitudes of this tensor alone (exactly that many; none when it is 0, where
-    mergekit refuses), the rest set to zero. density ≥ 1 keeps the tensor."""
+    ``max(1, int(density · numel))`` largest magnitudes of this tensor alone (mergekit 0.1.5 keeps at least one
+    entry of a tensor when density > 0), the rest set to zero. density ≥ 1 keeps the tensor, density ≤ 0 zeros it."""
     x = as_float(stacked)
     if density >= 1.0:
         return x
     flat = x.reshape(x.shape[0], -1)
-    keep = int(density * flat.shape[1])
+    keep = max(1, int(density * flat.shape[1])) if density > 0 else 0
     mask = torch.zeros_like(flat, dtype=torch.bool)
     if keep > 0:
         mask.scatter_(1, flat.abs().topk(keep, dim=1).indices, True)
@@ -64,7 +64,7 @@ def trim_per_tensor(stacked: Tensor, density: float) -> Tensor:
 
 
 def _ties_per_tensor(task_vectors: Mapping[str, Tensor], alpha: float, density: float,
-                     progress: Progress | None) -> dict[str, Tensor]:
+                     progress: Progress | None, normalize: bool = True) -> dict[str, Tensor]:
     # mergekit's TIES (generalized task arithmetic, consensus "sum", normalize): per tensor, sign = +1 where
     # Σ_t trimmed ≥ 0 else −1; the mean over the non-zero trimmed entries of that sign
     keys = list(task_vectors)
@@ -73,8 +73,8 @@ def _ties_per_tensor(task_vectors: Mapping[str, Tensor], alpha: float, density: 
         trimmed = trim_per_tensor(task_vectors[key], density)
         sign = torch.where(trimmed.sum(0) >= 0, 1.0, -1.0).to(trimmed.dtype)
         agree = torch.sign(trimmed) == sign
-        count = agree.sum(0).clamp(min=1)
-        merged[key] = alpha * (trimmed * agree).sum(0) / count
+        total = (trimmed * agree).sum(0)
+        merged[key] = alpha * (total / agree.sum(0).clamp(min=1) if normalize else total)
         if progress:
             progress(i + 1, len(keys), f"TIES (per tensor): {key}")
     return merged
@@ -82,7 +82,7 @@ def _ties_per_tensor(task_vectors: Mapping[str, Tensor], alpha: float, density: 
 
 def ties(
     task_vectors: Mapping[str, Tensor], *, alpha: float = 1.0, density: float = 0.2, trim: str = "global",
-    progress: Progress | None = None,
+    normalize: bool = True, progress: Progress | None = None,
 ) -> dict[str, Tensor]:
     """TIES-Merging (Yadav et al. 2023): trim to the top-``density`` entries of each task vector by magnitude,
     elect each entry's sign by the sign of the summed trimmed mass, and average only the entries that agree with
@@ -92,9 +92,11 @@ def ties(
     (int(d·density) + 1 entries kept, :func:`ties_thresholds`), entries whose elected sign is 0 take the sign of
     the sum of all elected signs (itself 0 when they balance, which then selects negative entries, as there).
     ``trim="per_tensor"`` is mergekit's: per tensor and per task, int(density·numel) entries, zero sums elect +.
+    ``normalize=False`` sums the entries that agree instead of averaging them (mergekit's ``normalize: false``,
+    the default of its ``dare_ties``).
     """
     if trim == "per_tensor":
-        return _ties_per_tensor(task_vectors, alpha, density, progress)
+        return _ties_per_tensor(task_vectors, alpha, density, progress, normalize)
     if trim != "global":
         raise ParameterError(f"ties: trim must be one of {list(TRIM_CHOICES)}, got {trim!r}")
     keys = list(task_vectors)
@@ -115,8 +117,8 @@ def ties(
         sign[sign == 0] = majority
         agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
         selected = trimmed * agree
-        count = (selected != 0).sum(0).clamp(min=1)
-        merged[key] = alpha * selected.sum(0) / count
+        total = selected.sum(0)
+        merged[key] = alpha * (total / (selected != 0).sum(0).clamp(min=1) if normalize else total)
         if progress:
             progress(len(keys) + i + 1, 2 * len(keys), f"TIES merge: {key}")
     return merged
@@ -169,6 +171,9 @@ TIES = Method(
               help="'global': the TIES authors' code and FusionBench (top entries of the whole flattened task "
                    "vector, int(d·density)+1 kept). 'per_tensor': mergekit (each tensor of each task alone, "
                    "int(density·numel) kept; zero sign sums elect +)."),
+        Param("normalize", True, "bool", label="disjoint mean",
+              help="On: average the entries that agree with the elected sign (TIES). Off: sum them (mergekit's "
+                   "normalize: false)."),
     ),
     model_fn=ties,
     description="Trim, elect sign, disjoint mean over the whole flattened task vectors.",

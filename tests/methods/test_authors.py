@@ -160,10 +160,10 @@ def test_ties_per_tensor_equals_mergekit(density):
     want = ref_ties_mergekit(tv, 0.7, density)
     for k in tv:
         torch.testing.assert_close(got[k], want[k], atol=1e-12, rtol=1e-12)
-        # per tensor and per task: exactly int(density · numel) entries survive the trim
+        # per tensor and per task: exactly max(1, int(density · numel)) entries survive the trim (mergekit 0.1.5)
     one = ties({k: v[:1] for k, v in tv.items()}, alpha=1.0, density=density, trim="per_tensor")
     for k, v in one.items():
-        assert int((v != 0).sum()) == min(v.numel(), int(density * v.numel()))
+        assert int((v != 0).sum()) == min(v.numel(), max(1, int(density * v.numel())))
 
 
 def test_ties_trims_differ_and_engine_passes_trim(tmp_path):
@@ -204,3 +204,24 @@ def test_iso_cts_all_keeps_s_per_task_where_the_residuals_vanish():
                                atol=1e-5, rtol=1e-4)
     cut = spectral.merge_layer("iso_cts", tm, alpha=1.0, common_frac=0.5, rank_cut="numerical").double()
     assert int((torch.linalg.svdvals(cut) > 1e-4 * sigma_bar).sum()) == 3
+
+
+@pytest.mark.parametrize("trim", ["per_tensor", "global"])
+def test_ties_without_normalize_sums_the_agreeing_entries(trim):
+    # mergekit's normalize: false (its dare_ties default): Σ_t of the trimmed entries that agree with the elected
+    # sign, where normalize: true divides that sum by how many agree
+    tv = _task_vectors(seed=4)
+    mean = ties(tv, alpha=0.5, density=0.4, trim=trim)
+    total = ties(tv, alpha=0.5, density=0.4, trim=trim, normalize=False)
+    for k, stacked in tv.items():
+        if trim == "per_tensor":
+            from spectral.methods.elementwise import trim_per_tensor
+
+            trimmed = trim_per_tensor(stacked, 0.4).double()
+            sign = torch.where(trimmed.sum(0) >= 0, 1.0, -1.0).double()
+            count = (torch.sign(trimmed) == sign).sum(0).clamp(min=1)
+            torch.testing.assert_close(total[k].double(), mean[k].double() * count, atol=1e-12, rtol=1e-12)
+        else:  # the disjoint mean times the number of agreeing tasks, where any agree
+            assert torch.all((total[k] == 0) == (mean[k] == 0))
+            ratio = total[k][mean[k] != 0] / mean[k][mean[k] != 0]
+            assert torch.allclose(ratio, ratio.round(), atol=1e-9) and bool((ratio.round() >= 1).all())

@@ -95,6 +95,7 @@ def test_dare_engine_uses_declared_defaults(tmp_path):
     for key in engine.taskset.keys:
         torch.testing.assert_close(merged[key], base[key] + expected[key])
     resolved = get_method("dare").resolve_params({})
-    assert resolved == {"alpha": 0.3, "p": 0.5, "merge": "task_arithmetic", "density": 0.2, "seed": 0}
+    assert resolved == {"alpha": 0.3, "p": 0.5, "merge": "task_arithmetic", "density": 0.2, "seed": 0,
+                        "trim": "global", "normalize": True}
     with pytest.raises(ParameterError):
         get_method("dare").resolve_params({"p": 1.0})
