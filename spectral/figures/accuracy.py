@@ -17,7 +17,7 @@ def radar_figure(table: pd.DataFrame, *, value: str = "accuracy") -> go.Figure:
 
     A task whose metric is not accuracy says so on its spoke ("CoLA (MCC)", "math (loss, normalised)"). The radial
     axis runs from 0 to 100 for accuracies; a normalised token-loss score (base 0, fine-tune 100) or an MCC may be
-    negative or above 100, and the axis then widens to show every value (its lower end is then the centre).""""
+    negative or above 100, and the axis then widens to show every value (its lower end is then the centre)."""
     fig = go.Figure()
     tasks = list(dict.fromkeys(table.task))
     # a task scored by another metric than accuracy (CoLA: Matthews correlation) says so on its spoke
