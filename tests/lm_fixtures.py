@@ -238,7 +238,7 @@ def write_tiny_causal_pool(root: str | Path, tasks: tuple[str, ...] = ("math", "
     if model_type == "gpt2":
         tok = gpt2_tokenizer(vocab_size)
         eos = tok.convert_tokens_to_ids(GPT2_EOS)
-        config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=len(tok), n_positions=32,
+        config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=len(tok), n_positions=64,
                                          bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
         cls = transformers.GPT2LMHeadModel
     else:

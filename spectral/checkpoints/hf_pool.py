@@ -324,7 +324,8 @@ class HFPool(ModelPool):
         return len(self.class_names(task))
 
     def head_fingerprint(self, task: str) -> str:
-        """Content hash of the task's head tensors (names and values)."""
+        """Content hash of the task's head tensors (names and values); for a text-file task (no head) the bytes of
+        its test and val files, which define its score as a head does."""
         import hashlib
 
         from spectral.taskset import content_hash
@@ -332,6 +333,11 @@ class HFPool(ModelPool):
         h = hashlib.sha256()
         for key, value in sorted(self.head_state_dict(task).items()):
             h.update(f"{key}:{content_hash(value)}".encode())
+        if self.is_lm_task(task):
+            test = Path(self.task_spec(task).data)  # type: ignore[arg-type]
+            for path in (test, test.with_name(f"{test.stem}.val{test.suffix}")):
+                h.update(f"{path.name}:".encode())
+                h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"-")
         return h.hexdigest()
 
     def task_scores(
@@ -530,7 +536,8 @@ class HFPool(ModelPool):
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "family": self.family, "architecture": self.architecture,
                 "tasks": list(self.task_names), "layout": self.spec.layout, "base": str(self.spec.base),
-                "matrix_rule": self.matrix_rule, "base_only": self.base_only_keys()}
+                "matrix_rule": self.matrix_rule, "base_only": self.base_only_keys(),
+                "metrics": {t: self.metric(t) for t in self.task_names}}
 
     def check(self, *, heads: bool = True, data: bool = True) -> list[dict[str, Any]]:
         """Read every fine-tune (and data folder) once; one report row per item, errors caught and reported."""

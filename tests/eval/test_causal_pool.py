@@ -194,3 +194,27 @@ def test_radar_marks_and_fits_normalised_scores():
     # an accuracy pool keeps its 0-100 axis
     acc = accuracy_table({"TA": {"a": 50.0}}, {"a": 20.0}, {"a": 90.0})
     assert tuple(radar_figure(acc).layout.polar.radialaxis.range) == (0.0, 100.0)
+
+
+def test_gpt2_lm_head_pool_with_tied_embeddings(tmp_path):
+    """GPT2LMHeadModel fine-tunes (lm_head tied to wte, not stored): base 0 and fine-tune 1 exactly."""
+    from spectral.checkpoints.pool import open_pool
+
+    paths = write_tiny_causal_pool(tmp_path, ("math", "chat"), model_type="gpt2", steps=3)
+    pool = open_pool(str(paths["yaml"]))
+    assert pool.architecture == "gpt2" and "lm_head.weight" not in pool.body_keys()
+    assert pool.task_scores(pool.base_state_dict(), device="cpu")[0] == {"math": 0.0, "chat": 0.0}
+    assert pool.task_scores(pool.finetuned_state_dict("chat"), tasks=["chat"], device="cpu")[0] == {"chat": 1.0}
+
+
+def test_the_text_files_are_part_of_the_pool_key(causal, tmp_path):
+    """Editing a task's text file (same number of lines) changes the results-store key of the pool."""
+    from spectral.checkpoints.pool import open_pool
+    from spectral.eval.results import pool_fingerprint
+
+    root = tmp_path / "pool"
+    shutil.copytree(causal["root"], root)
+    before = pool_fingerprint(open_pool(str(root / "pool.yaml")))
+    lines = (root / "math.jsonl").read_text().splitlines()
+    (root / "math.jsonl").write_text("\n".join([json.dumps({"text": "one two"})] + lines[1:]) + "\n")
+    assert pool_fingerprint(open_pool(str(root / "pool.yaml"))) != before
