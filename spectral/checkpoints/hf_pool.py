@@ -411,6 +411,15 @@ class HFPool(ModelPool):
         the fine-tunes' own)."""
         from spectral.adapt.forward import TextForward
 
+        text_tasks = [t for t in self.task_names if self.is_lm_task(t)]
+        if text_tasks:
+            from spectral.errors import ParameterError
+
+            raise ParameterError(
+                f"pool {self.name!r}: test-time adaptation (AdaMerging, AdaRank) minimises the entropy of a "
+                f"classifier's predictions; the tasks {text_tasks} are scored by token loss on a text file and have "
+                "no classifier"
+            )
         return TextForward(self, base, device, seed=seed)
 
     def module_parameters(self, model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -218,3 +218,22 @@ def test_the_text_files_are_part_of_the_pool_key(causal, tmp_path):
     lines = (root / "math.jsonl").read_text().splitlines()
     (root / "math.jsonl").write_text("\n".join([json.dumps({"text": "one two"})] + lines[1:]) + "\n")
     assert pool_fingerprint(open_pool(str(root / "pool.yaml"))) != before
+
+
+def test_adaptation_is_refused_by_name(pool):
+    import torch
+
+    from spectral.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"tasks \['math', 'code', 'chat'\] are scored by token loss"):
+        pool.task_forward(pool.base_state_dict(), torch.device("cpu"))
+
+
+def test_ablation_bars_below_zero_stay_on_screen():
+    from spectral.figures.sweeps import ablation_figure
+
+    table = pd.DataFrame({"variant": ["ta", "lr", "ir", "tsv"], "low_rank": [False, True, False, True],
+                          "interference_reduction": [False, False, True, True],
+                          "accuracy": [-30.0, 10.0, 20.0, 60.0], "delta": [0.0, 40.0, 50.0, 90.0]})
+    low, high = ablation_figure(table).layout.yaxis.range
+    assert low < -30.0 and high > 60.0
