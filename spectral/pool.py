@@ -12,7 +12,8 @@ in every module:
   accuracy.
 - ``"lm"`` (:class:`spectral.checkpoints.hf_pool.HFPool`): Hugging Face language models; canonical names are the
   bare base model's own keys, every 2-D weight out × in; heads are each fine-tune's own (``score``,
-  ``classifier.*``); text data; Matthews correlation or accuracy.
+  ``classifier.*``); text data; Matthews correlation or accuracy, or, for a decoder LLM's task given as a JSONL text
+  file, the normalised mean-token-loss score (:mod:`spectral.eval.lm_loss`).
 """
 from __future__ import annotations
 

@@ -53,8 +53,9 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="results database (default: <cache>/results.sqlite)")
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled checkpoints (runs code: trusted only)")
     p.add_argument("--subsample", type=int, default=None, metavar="N",
-                   help="quick look: evaluate a fixed, seeded, class-stratified subsample of N images per task and "
-                        "report 95%% Wilson intervals (default: the whole split)")
+                   help="quick look: evaluate a fixed, seeded, class-stratified subsample of N images (text examples) "
+                        "per task and report 95%% intervals: Wilson for accuracies, bootstrap for MCC and "
+                        "normalised token-loss scores (default: the whole split)")
     p.add_argument("--no-image-cache", action="store_true",
                    help="decode image files on every pass instead of caching preprocessed uint8 pixels in "
                         "<cache>/images/")
