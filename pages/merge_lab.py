@@ -44,9 +44,12 @@ def lab() -> None:
     params = _ui.method_params(methods, T, "ml", ranks=_ui.pool_ranks(ws))
     with st.expander("Export as a mergekit YAML"):
         export_mergekit(params)
+    # a decoder-LLM task scored on its text file: (loss_base - loss) / (loss_base - loss_ft), base 0, fine-tune 100
+    loss_tasks = ws.pool.family != "clip" and any(ws.pool.metric(t) == "normalised" for t in ws.pool.task_names)
     value = st.radio("Radar shows", ["accuracy", "normalised"], horizontal=True, key="ml_value",
                      format_func=lambda v: ("absolute accuracy (%)" if ws.pool.family == "clip"
-                                            else "absolute score (%; MCC for CoLA)") if v == "accuracy"
+                                            else "score (%; token loss normalised: base 0, fine-tune 100)"
+                                            if loss_tasks else "absolute score (%; MCC for CoLA)") if v == "accuracy"
                      else "normalised accuracy" if ws.pool.family == "clip" else "normalised score",
                      bind="query-params", persist_state="session")
     settings = {"methods": methods, "params": params, "value": value, "adapted": adapted}

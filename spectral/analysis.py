@@ -473,10 +473,19 @@ def accuracy_summary(table: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(table.model))
     out = table.groupby("model", sort=False)[["accuracy", "normalised", "nai"]].mean().reindex(order)
     if "subsample" in table and (table.subsample > 0).any():
-        from spectral.metrics.estimate import mean_interval_halfwidth
+        from spectral.metrics.estimate import Z95, mean_interval_halfwidth
 
-        pm = {m: 100.0 * mean_interval_halfwidth(list(sel.accuracy / 100.0), [int(n) for n in sel.n])
-              if (sel.subsample > 0).all() else math.nan for m, sel in table.groupby("model", sort=False)}
+        def halfwidth(sel: pd.DataFrame) -> float:
+            if "metric" not in sel or (sel.metric == "accuracy").all():
+                return 100.0 * mean_interval_halfwidth(list(sel.accuracy / 100.0), [int(n) for n in sel.n])
+            # a score that is not a proportion (MCC, a normalised token-loss score): its standard error from its
+            # own 95 % interval, (hi - lo) / (2 z); accuracies keep p(1 - p) / n; all in percent
+            var = [a * (100.0 - a) / n if m == "accuracy" and n > 0 else ((h - lo) / (2 * Z95)) ** 2
+                   for a, n, m, lo, h in zip(sel.accuracy, sel.n, sel.metric, sel.lo, sel.hi)]
+            return Z95 * math.sqrt(sum(var)) / len(var) if var else math.nan
+
+        pm = {m: halfwidth(sel) if (sel.subsample > 0).all() else math.nan
+              for m, sel in table.groupby("model", sort=False)}
         out["pm"] = [pm.get(m, math.nan) for m in out.index]
     return out.reset_index()
 

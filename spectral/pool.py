@@ -12,7 +12,8 @@ in every module:
   accuracy.
 - ``"lm"`` (:class:`spectral.checkpoints.hf_pool.HFPool`): Hugging Face language models; canonical names are the
   bare base model's own keys, every 2-D weight out × in; heads are each fine-tune's own (``score``,
-  ``classifier.*``); text data; Matthews correlation or accuracy.
+  ``classifier.*``); text data; Matthews correlation or accuracy, or, for a decoder LLM's task given as a JSONL text
+  file, the normalised mean-token-loss score (:mod:`spectral.eval.lm_loss`).
 """
 from __future__ import annotations
 
@@ -35,22 +36,30 @@ Progress = Callable[[int, int, str], None]
 
 log = logging.getLogger(__name__)
 
-#: the metrics a task can be scored with (``metric(task)``); both are "higher is better", normalised scores divide
-#: by the fine-tuned model's score as the papers do
-METRICS = ("accuracy", "mcc")
+#: the metrics a task can be scored with (``metric(task)``); all are "higher is better", normalised scores divide
+#: by the fine-tuned model's score as the papers do. ``"normalised"`` is a language-modelling task's token-loss score
+#: (L_base − L_model) / (L_base − L_finetuned) (:mod:`spectral.eval.lm_loss`): 0 for the base, 1 for the fine-tune,
+#: unbounded on both sides (not a proportion: no Wilson interval, no [0, 1] axis)
+METRICS = ("accuracy", "mcc", "normalised")
+#: metrics whose scores are proportions in [0, 1]
+PROPORTION_METRICS = ("accuracy",)
 
 
 class TaskScores(tuple):
     """``(scores, counts)`` of an evaluation — unpacks as that pair — plus ``bounds``: per-task 95 % interval
     bounds where the interval is not the binomial (Wilson) one of an accuracy, e.g. the bootstrap interval of a
-    subsampled Matthews correlation."""
+    subsampled Matthews correlation; and ``losses``: the evaluated model's mean token loss on each
+    language-modelling task (whose score is the normalised one, :mod:`spectral.eval.lm_loss`)."""
 
     bounds: dict[str, tuple[float, float]]
+    losses: dict[str, float]
 
     def __new__(cls, scores: Mapping[str, float], counts: Mapping[str, int],
-                bounds: Mapping[str, tuple[float, float]] | None = None) -> "TaskScores":
+                bounds: Mapping[str, tuple[float, float]] | None = None,
+                losses: Mapping[str, float] | None = None) -> "TaskScores":
         self = super().__new__(cls, (dict(scores), dict(counts)))
         self.bounds = dict(bounds or {})
+        self.losses = dict(losses or {})
         return self
 
 

@@ -189,3 +189,100 @@ def write_pool_yaml(paths: dict[str, Any], *, data: dict[str, str] | None = None
         lines.append(f"  - {json.dumps(entry)}")
     (root / "pool.yaml").write_text("\n".join(lines) + "\n")
     return root / "pool.yaml"
+
+
+# -- causal-LM pools whose tasks are JSONL text files (issue 25: quality from a text file) ---------------------------
+#: per task: the words its texts are made of, and whether its file is prompt/completion lines
+CAUSAL_TASKS: dict[str, tuple[str, bool]] = {
+    "math": ("one two three four plus minus equals is", False),
+    "code": ("def return if else x y call print", False),
+    "chat": ("hello hi how are you fine thanks bye", True),
+}
+
+
+def causal_task_lines(task: str, n: int = 12, seed: int = 0) -> list[dict[str, str]]:
+    """``n`` JSONL rows of a task: short word sequences from its own vocabulary (``text`` rows, or ``prompt`` /
+    ``completion`` rows for a task marked so in :data:`CAUSAL_TASKS`)."""
+    words, paired = CAUSAL_TASKS[task]
+    vocab = words.split()
+    g = torch.Generator().manual_seed(seed + sum(map(ord, task)))
+    rows = []
+    for _ in range(n):
+        k = int(torch.randint(4, 10, (1,), generator=g))
+        seq = [vocab[i] for i in torch.randint(len(vocab), (k,), generator=g).tolist()]
+        if paired:
+            cut = max(1, k // 2)
+            rows.append({"prompt": " ".join(seq[:cut]), "completion": " " + " ".join(seq[cut:])})
+        else:
+            rows.append({"text": " ".join(seq)})
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_tiny_causal_pool(root: str | Path, tasks: tuple[str, ...] = ("math", "code", "chat"), *,
+                           model_type: str = "llama", steps: int = 6, lr: float = 3e-2, seed: int = 0,
+                           vocab_size: int = 300, n_lines: int = 12, base_name: str | None = None) -> dict[str, Any]:
+    """A decoder-LLM pool of full fine-tunes: ``root/<model_type>`` (``LlamaForCausalLM`` / ``GPT2LMHeadModel``,
+    random weights) and ``root/<model_type>_<task>``, each the base trained ``steps`` Adam steps on its task's
+    text (transformers' own loss); ``root/<task>.jsonl`` (test) and ``root/<task>.val.jsonl`` (val), and
+    ``root/pool.yaml`` naming them. Deterministic for the same arguments."""
+    import transformers
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = base_name or model_type
+    if model_type == "gpt2":
+        tok = gpt2_tokenizer(vocab_size)
+        eos = tok.convert_tokens_to_ids(GPT2_EOS)
+        config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=len(tok), n_positions=64,
+                                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+        cls = transformers.GPT2LMHeadModel
+    else:
+        prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}[model_type]
+        tok = llama_tokenizer(vocab_size)
+        config = getattr(transformers, f"{prefix}Config")(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+            vocab_size=len(tok), max_position_embeddings=64, tie_word_embeddings=False,
+            pad_token_id=tok.convert_tokens_to_ids("</s>"), bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id)
+        cls = getattr(transformers, f"{prefix}ForCausalLM")
+    torch.manual_seed(seed)
+    base = cls(config)
+    paths: dict[str, Any] = {"root": root, "base": _save(base, root / name, tok, "safetensors"), "tasks": {},
+                             "data": {}}
+    pad = config.pad_token_id
+    for i, task in enumerate(tasks):
+        test = _write_jsonl(root / f"{task}.jsonl", causal_task_lines(task, n_lines, seed))
+        _write_jsonl(root / f"{task}.val.jsonl", causal_task_lines(task, n_lines, seed + 7))
+        paths["data"][task] = test
+        train = causal_task_lines(task, 32, seed + 99)
+        torch.manual_seed(seed + 100 + i)
+        model = cls(config)
+        model.load_state_dict(base.state_dict())
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        enc = [tok((r.get("prompt", "") + r.get("completion", "")) if "completion" in r else r["text"])["input_ids"]
+               for r in train]
+        width = max(map(len, enc))
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, e in enumerate(enc):
+            ids[j, :len(e)] = torch.as_tensor(e)
+            mask[j, :len(e)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        for _ in range(steps):
+            opt.zero_grad()
+            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            opt.step()
+        model.eval()
+        paths["tasks"][task] = _save(model, root / f"{name}_{task}", tok, "safetensors")
+    lines = [f"base: {name}/", "tasks:"]
+    for task in tasks:
+        lines.append("  - " + json.dumps({"name": task, "checkpoint": f"{name}_{task}/", "data": f"{task}.jsonl"}))
+    (root / "pool.yaml").write_text("\n".join(lines) + "\n")
+    paths["yaml"] = root / "pool.yaml"
+    return paths

@@ -17,6 +17,18 @@ Pool YAML (paths relative to the file)::
 
 Discovery (:func:`discover_hf_pool`): a folder holding model folders ``<base>`` and ``<base>_<task>``
 (FusionBench's naming: ``gpt2``, ``gpt2_cola``, ``gpt2_sst2``, ...), data from ``<folder>/glue`` or ``data_root``.
+
+**Language-modelling tasks** (decoder LLMs without a benchmark harness, issue 25): a task whose ``data`` is a JSONL
+file (``{"text": ...}`` or ``{"prompt": ..., "completion": ...}`` lines) is scored by mean token loss in the
+fine-tune's own causal-LM class (``LlamaForCausalLM``, ``Qwen2ForCausalLM``, ``GPT2LMHeadModel``, ...; no head),
+reported as the normalised score (L_base − L_model) / (L_base − L_finetuned), metric ``"normalised"``
+(:mod:`spectral.eval.lm_loss`). Its ``val`` split is the file ``<stem>.val.jsonl`` beside it. ::
+
+    base: qwen/
+    tasks:
+      - {name: math, checkpoint: qwen_math/, data: math.jsonl}
+
+Discovery finds such files as ``<data_root>/<task>.jsonl`` (default ``data_root``: the pool folder itself).
 """
 from __future__ import annotations
 
@@ -24,7 +36,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -43,8 +55,17 @@ __all__ = ["HFPool", "NotAnImagePoolError", "discover_hf_pool", "glue_name", "is
 _GLUE: dict[str, str] = {"cola": "CoLA", "sst2": "SST-2", "sst-2": "SST-2", "mrpc": "MRPC", "qqp": "QQP",
                          "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE"}
 _GLUE_ORDER = ("CoLA", "SST-2", "MRPC", "QQP", "MNLI", "QNLI", "RTE")
+#: class-name endings of the causal language models a text-file task is scored with
+_CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
                     "spiece.model")
+
+
+def is_text_file(path: str | os.PathLike[str] | None) -> bool:
+    """Whether a task's ``data`` is a JSONL text file (see :func:`spectral.eval.lm_loss.is_text_file`)."""
+    from spectral.eval.lm_loss import is_text_file as check
+
+    return check(path)
 
 
 class NotAnImagePoolError(SpectralError, TypeError):
@@ -91,6 +112,9 @@ def _data_dir(data_root: Path | None, task: str) -> Path | None:
     for n in names:
         if (data_root / n).is_dir():
             return data_root / n
+    for n in names:  # a language-modelling task's text file
+        if (data_root / f"{n}.jsonl").is_file():
+            return data_root / f"{n}.jsonl"
     return None
 
 
@@ -113,8 +137,12 @@ def discover_hf_pool(directory: str | os.PathLike[str], *, model: str | None = N
         raise PoolConfigError(f"{root}: several base models found ({', '.join(sorted(families))}); pick one with --model")
     (base, tasks), = families.items()
     droot = Path(data_root) if data_root is not None else (root / "glue" if (root / "glue").is_dir() else None)
-    specs = [TaskSpec(name=t, checkpoint=root / f"{base}_{t}", dataset=glue_name(t),
-                      data=_data_dir(droot, t)) for t in _task_order(tasks)]
+
+    def data_of(t: str) -> Path | None:
+        return _data_dir(droot, t) or (_data_dir(root, t) if data_root is None else None)
+
+    specs = [TaskSpec(name=t, checkpoint=root / f"{base}_{t}", dataset=None if is_text_file(data_of(t)) else glue_name(t),
+                      data=data_of(t)) for t in _task_order(tasks)]
     return PoolSpec(base=root / base, tasks=specs, source=root.resolve(), layout="hf", data_root=droot)
 
 
@@ -157,6 +185,8 @@ class HFPool(ModelPool):
             self.folders[t.name] = folder
         self._body_keys: list[str] | None = None
         self._checked: set[str] = set()
+        #: (task, split, subsample) → (base, fine-tune) per-example losses of a language-modelling task
+        self._reference_losses: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -223,6 +253,14 @@ class HFPool(ModelPool):
         if task not in self._checked:
             hf.check_compatible(self.base, folder, f"task {task!r}:", self.body_keys())
             declared = folder.architectures[0] if folder.architectures else ""
+            if self.is_lm_task(task):
+                if declared and not declared.endswith(_CAUSAL_LM_SUFFIXES):
+                    raise CheckpointError(
+                        f"task {task!r}: its data {self.task_spec(task).data} is a text file (scored by token loss), "
+                        f"but {folder.path} is a {declared}, not a causal language model (*ForCausalLM / *LMHeadModel)"
+                    )
+                self._checked.add(task)
+                return folder
             needs_head = declared.endswith("Classification") or self.task_spec(task).dataset is not None
             if needs_head and not folder.head_keys():
                 patterns = " or ".join(p.strip("^\\.") + ".*" for p in folder.arch.head_patterns)
@@ -271,15 +309,23 @@ class HFPool(ModelPool):
         spec = self.task_spec(task)
         return glue_name(spec.dataset or spec.name) or spec.dataset or spec.name
 
+    def is_lm_task(self, task: str) -> bool:
+        """Whether the task is scored by mean token loss on a JSONL text file (its ``data`` is a ``.jsonl`` file)."""
+        return is_text_file(self.task_spec(task).data)
+
     def metric(self, task: str) -> str:
-        """``"mcc"`` (Matthews correlation) for CoLA, ``"accuracy"`` otherwise."""
+        """``"normalised"`` (the token-loss score, :mod:`spectral.eval.lm_loss`) for a task with a JSONL text file,
+        else ``"mcc"`` (Matthews correlation) for CoLA, ``"accuracy"`` otherwise."""
+        if self.is_lm_task(task):
+            return "normalised"
         return "mcc" if self.dataset_name(task) == "CoLA" else "accuracy"
 
     def num_classes(self, task: str) -> int:
         return len(self.class_names(task))
 
     def head_fingerprint(self, task: str) -> str:
-        """Content hash of the task's head tensors (names and values)."""
+        """Content hash of the task's head tensors (names and values); for a text-file task (no head) the bytes of
+        its test and val files, which define its score as a head does."""
         import hashlib
 
         from spectral.taskset import content_hash
@@ -287,6 +333,11 @@ class HFPool(ModelPool):
         h = hashlib.sha256()
         for key, value in sorted(self.head_state_dict(task).items()):
             h.update(f"{key}:{content_hash(value)}".encode())
+        if self.is_lm_task(task):
+            test = Path(self.task_spec(task).data)  # type: ignore[arg-type]
+            for path in (test, test.with_name(f"{test.stem}.val{test.suffix}")):
+                h.update(f"{path.name}:".encode())
+                h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"-")
         return h.hexdigest()
 
     def task_scores(
@@ -304,13 +355,55 @@ class HFPool(ModelPool):
     ) -> TaskScores:
         """Matthews correlation (CoLA) or accuracy per task of a canonical body, each task through its own model
         class and head (:func:`spectral.eval.text.text_task_estimates`), text streamed in padded batches of at most
-        64 (``batch_size`` caps it). Matthews correlations carry their bootstrap interval."""
+        64 (``batch_size`` caps it). Matthews correlations carry their bootstrap interval. A task with a JSONL text
+        file gets its normalised token-loss score (:func:`spectral.eval.lm_loss.lm_task_estimates`), its bootstrap
+        interval, and the model's mean token loss in ``losses``."""
+        from spectral.eval.lm_loss import lm_task_estimates
         from spectral.eval.text import text_task_estimates
 
-        est = text_task_estimates(self, state_dict, tasks=tasks, split=split, device=device,
-                                  batch_size=min(int(batch_size), 64), progress=progress, subsample=subsample)
-        bounds = {t: (e.low, e.high) for t, e in est.items() if e.method != "wilson"}
-        return TaskScores({t: e.score for t, e in est.items()}, {t: e.n for t, e in est.items()}, bounds)
+        wanted = list(tasks) if tasks is not None else list(self.task_names)
+        lm_tasks = [t for t in wanted if self.is_lm_task(t)]
+        cls_tasks = [t for t in wanted if t not in lm_tasks]
+        scores: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        bounds: dict[str, tuple[float, float]] = {}
+        losses: dict[str, float] = {}
+        if cls_tasks:
+            est = text_task_estimates(self, state_dict, tasks=cls_tasks, split=split, device=device,
+                                      batch_size=min(int(batch_size), 64), progress=progress, subsample=subsample)
+            scores |= {t: e.score for t, e in est.items()}
+            counts |= {t: e.n for t, e in est.items()}
+            bounds |= {t: (e.low, e.high) for t, e in est.items() if e.method != "wilson"}
+        if lm_tasks:
+            lm = lm_task_estimates(self, state_dict, tasks=lm_tasks, split=split, device=device, progress=progress,
+                                   subsample=subsample)
+            scores |= {t: e.score for t, e in lm.items()}
+            counts |= {t: e.n for t, e in lm.items()}
+            bounds |= {t: (e.low, e.high) for t, e in lm.items()}
+            losses |= {t: e.loss for t, e in lm.items()}
+        return TaskScores({t: scores[t] for t in wanted}, {t: counts[t] for t in wanted}, bounds, losses=losses)
+
+    def reference_losses(self, task: str, split: str = "test", subsample: int | None = None, *,
+                         device: str | torch.device = "cpu", max_batch_tokens: int | None = None) -> tuple[Any, Any]:
+        """(base, fine-tune) :class:`~spectral.eval.lm_loss.ExampleLosses` of a language-modelling task on the
+        examples a ``subsample`` of ``split`` scores, computed once per pool (both through the task's own causal-LM
+        class, as every evaluated model is, so the normalised scores of the base and the fine-tune are 0 and 1
+        exactly)."""
+        from spectral.eval.lm_loss import MAX_BATCH_TOKENS, example_losses, subsample_indices
+
+        data = self.dataset(task, split)
+        indices = subsample_indices(len(data), subsample)
+        key = (task, split, 0 if indices is None else len(indices))
+        if key not in self._reference_losses:
+            tok = self.tokenizer(task)
+            out = []
+            for body in (self.base_state_dict(), self.finetuned_state_dict(task)):
+                model = self.task_model(task, body, device)
+                out.append(example_losses(model, tok, data, indices=indices, device=device,
+                                          max_batch_tokens=max_batch_tokens or MAX_BATCH_TOKENS))
+                del model
+            self._reference_losses[key] = (out[0], out[1])
+        return self._reference_losses[key]
 
     def task_forward(self, base: Mapping[str, Tensor], device: torch.device, *, seed: int = 0,
                      logit_scale: float | None = None) -> Any:
@@ -318,6 +411,15 @@ class HFPool(ModelPool):
         the fine-tunes' own)."""
         from spectral.adapt.forward import TextForward
 
+        text_tasks = [t for t in self.task_names if self.is_lm_task(t)]
+        if text_tasks:
+            from spectral.errors import ParameterError
+
+            raise ParameterError(
+                f"pool {self.name!r}: test-time adaptation (AdaMerging, AdaRank) minimises the entropy of a "
+                f"classifier's predictions; the tasks {text_tasks} are scored by token loss on a text file and have "
+                "no classifier"
+            )
         return TextForward(self, base, device, seed=seed)
 
     def module_parameters(self, model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -412,6 +514,16 @@ class HFPool(ModelPool):
         from spectral.data.glue import load_glue
 
         spec = self.task_spec(task)
+        if self.is_lm_task(task):
+            from spectral.eval.lm_loss import TextFileError, read_jsonl
+
+            path = Path(spec.data)  # type: ignore[arg-type]
+            if split == "val":
+                path = path.with_name(f"{path.stem}.val{path.suffix}")
+            elif split != "test":
+                raise TextFileError(f"task {task!r}: a text-file task has the splits test ({spec.data}) and val "
+                                    f"({Path(spec.data).stem}.val.jsonl beside it), not {split!r}")  # type: ignore[arg-type]
+            return read_jsonl(path)
         if spec.data is None:
             raise PoolConfigError(f"task {task!r} has no data folder: set 'data:' (or 'data_root:') in the pool YAML")
         return load_glue(self.dataset_name(task), spec.data, split)
@@ -433,7 +545,8 @@ class HFPool(ModelPool):
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "family": self.family, "architecture": self.architecture,
                 "tasks": list(self.task_names), "layout": self.spec.layout, "base": str(self.spec.base),
-                "matrix_rule": self.matrix_rule, "base_only": self.base_only_keys()}
+                "matrix_rule": self.matrix_rule, "base_only": self.base_only_keys(),
+                "metrics": {t: self.metric(t) for t in self.task_names}}
 
     def check(self, *, heads: bool = True, data: bool = True) -> list[dict[str, Any]]:
         """Read every fine-tune (and data folder) once; one report row per item, errors caught and reported."""

@@ -53,8 +53,9 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="results database (default: <cache>/results.sqlite)")
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled checkpoints (runs code: trusted only)")
     p.add_argument("--subsample", type=int, default=None, metavar="N",
-                   help="quick look: evaluate a fixed, seeded, class-stratified subsample of N images per task and "
-                        "report 95%% Wilson intervals (default: the whole split)")
+                   help="quick look: evaluate a fixed, seeded, class-stratified subsample of N images (text examples) "
+                        "per task and report 95%% intervals: Wilson for accuracies, bootstrap for MCC and "
+                        "normalised token-loss scores (default: the whole split)")
     p.add_argument("--no-image-cache", action="store_true",
                    help="decode image files on every pass instead of caching preprocessed uint8 pixels in "
                         "<cache>/images/")
@@ -154,13 +155,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        "nai": [s.nai_per_task.get(t) for t in accs],
                        # what each score rests on: test images of a CLIP task, examples of a text task
                        "images" if ev.pool.family == "clip" else "examples": [result.counts.get(t) for t in accs]})
+    if result.losses:
+        # a language-modelling task's score is the normalised one; its mean token losses (lower is better) beside it
+        zs_losses = ev.reference_result("zeroshot").losses
+        ft_losses = ev.reference_result("finetuned").losses
+        df["loss"] = [result.losses.get(t, float("nan")) for t in accs]
+        df["loss_base"] = [zs_losses.get(t, float("nan")) for t in accs]
+        df["loss_finetuned"] = [ft_losses.get(t, float("nan")) for t in accs]
     if result.is_subsample:
         ci = result.intervals()
         df["ci_low"], df["ci_high"] = [ci[t][0] for t in accs], [ci[t][1] for t in accs]
     params = {} if args.method in ("zeroshot", "finetuned") else ev.resolve(args.method, args.alpha,
                                                                              **parse_params(args.param))
     interval = ("95% Wilson interval" if not result.bounds
-                else "95% intervals: Wilson for accuracy, stratified bootstrap percentile for MCC")
+                else "95% intervals: Wilson for accuracy, bootstrap percentile for MCC and normalised token-loss "
+                     "scores")
     items = "images" if ev.pool.family == "clip" else "examples"
     scope = (f"estimate: stratified subsample of {result.key.subsample} {items} per task, {interval}"
              if result.is_subsample else "whole split")
@@ -169,7 +178,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     pct = ["score", "accuracy", "finetuned", "zeroshot", "normalized"] + (["ci_low", "ci_high"] if result.is_subsample else [])
     table[pct] = (table[pct] * 100).round(2)
     table["nai"] = table["nai"].astype(float).round(3)
+    loss_cols = [c for c in ("loss", "loss_base", "loss_finetuned") if c in table]
+    table[loss_cols] = table[loss_cols].astype(float).round(4)
     print(table.to_string())
+    if loss_cols:
+        print("metric 'normalised': (loss_base - loss) / (loss_base - loss_finetuned), mean token loss pooled over "
+              "the scored tokens of the task's text file (base 0, fine-tune 1; shown ×100)")
     print(f"absolute {100 * s.absolute:.2f}%  normalized {100 * s.normalized:.2f}%  NAI {s.nai:.3f}")
     if args.csv:
         from spectral.io import atomic_write_bytes

@@ -331,7 +331,8 @@ class Evaluator:
                 out = run()
                 accs, counts = out
                 self._memory[key] = Result(key, dict(accs), dict(counts), time.perf_counter() - t0, time.time(),
-                                           self.pool.name, bounds=dict(getattr(out, "bounds", {})))
+                                           self.pool.name, bounds=dict(getattr(out, "bounds", {})),
+                                           losses=dict(getattr(out, "losses", {})))
             return self._memory[key]
         return self.store.get_or_compute(key, run, pool_name=self.pool.name)
 
@@ -369,13 +370,14 @@ class Evaluator:
                   progress: Progress | None = None) -> dict[str, float]:
         """Each task's fine-tuned image tower on its own task (the individual upper bound)."""
         def compute(n: int) -> tuple[dict[str, float], dict[str, int]]:
-            accs, counts, bounds = {}, {}, {}
+            accs, counts, bounds, losses = {}, {}, {}, {}
             for t in self._available(split)[0]:
                 out = self.accuracies(self.pool.finetuned_state_dict(t), [t], split, n, progress)
                 accs.update(out[0])
                 counts.update(out[1])
                 bounds.update(getattr(out, "bounds", {}))
-            return TaskScores(accs, counts, bounds)
+                losses.update(getattr(out, "losses", {}))
+            return TaskScores(accs, counts, bounds, losses)
 
         return self.lookup("finetuned", {}, compute, split, subsample)
 

@@ -42,7 +42,7 @@ SCHEMA_VERSION = 2
 #: sources whose changes invalidate stored accuracies (paths relative to the ``spectral`` package)
 CODE_FILES = (
     "linalg.py", "taskset.py", "engine.py", "pool.py", "methods", "eval/evaluate.py", "eval/heads.py",
-    "eval/stream.py", "eval/images.py",
+    "eval/stream.py", "eval/images.py", "eval/lm_loss.py",
 )
 
 
@@ -154,6 +154,8 @@ class Result:
     node: str = ""  # the Ray node id it ran on ("" when it ran in the process that stored it)
     #: per-task 95 % interval bounds computed with the scores where they are not Wilson's (bootstrap of an MCC)
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: per-task mean token loss of the evaluated model on a language-modelling task (its score is the normalised one)
+    losses: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_subsample(self) -> bool:
@@ -229,6 +231,7 @@ class ResultsStore:
             _add_column(con, "runs", "node", "TEXT NOT NULL DEFAULT ''")
             _add_column(con, "accuracies", "low", "REAL")
             _add_column(con, "accuracies", "high", "REAL")
+            _add_column(con, "accuracies", "loss", "REAL")
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         """Version 1 → 2: ``runs`` gains ``subsample`` and it joins the unique key. SQLite cannot change a table's
@@ -288,13 +291,15 @@ class ResultsStore:
         if row is None:
             return None
         run_id, seconds, created, pool_name, node = row
-        accs, counts, bounds = {}, {}, {}
-        for task, acc, n, low, high in con.execute(
-                "SELECT task, accuracy, n, low, high FROM accuracies WHERE run_id=? ORDER BY rowid", (run_id,)):
+        accs, counts, bounds, losses = {}, {}, {}, {}
+        for task, acc, n, low, high, loss in con.execute(
+                "SELECT task, accuracy, n, low, high, loss FROM accuracies WHERE run_id=? ORDER BY rowid", (run_id,)):
             accs[task], counts[task] = float(acc), int(n)
             if low is not None and high is not None:
                 bounds[task] = (float(low), float(high))
-        return Result(key, accs, counts, float(seconds), float(created), pool_name, node or "", bounds)
+            if loss is not None:
+                losses[task] = float(loss)
+        return Result(key, accs, counts, float(seconds), float(created), pool_name, node or "", bounds, losses)
 
     def __contains__(self, key: ResultKey) -> bool:
         return self.get(key) is not None
@@ -302,12 +307,14 @@ class ResultsStore:
     # -- writes -------------------------------------------------------------------------------------------------
     def put(self, key: ResultKey, accuracies: Mapping[str, float], *, counts: Mapping[str, int] | None = None,
             seconds: float = 0.0, pool_name: str = "", node: str = "",
-            bounds: Mapping[str, tuple[float, float]] | None = None) -> Result:
+            bounds: Mapping[str, tuple[float, float]] | None = None,
+            losses: Mapping[str, float] | None = None) -> Result:
         """Insert a result in one transaction; if the key is already there (another process was faster), the
         stored result is kept and returned. ``node``: the Ray node that computed it; ``bounds``: intervals that are
-        not Wilson's (:attr:`Result.bounds`)."""
+        not Wilson's (:attr:`Result.bounds`); ``losses``: mean token losses of language-modelling tasks."""
         counts = counts or {}
         bounds = bounds or {}
+        losses = losses or {}
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -323,9 +330,10 @@ class ResultsStore:
                 )
                 run_id = cur.lastrowid
                 con.executemany(
-                    "INSERT INTO accuracies (run_id, task, accuracy, n, low, high) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO accuracies (run_id, task, accuracy, n, low, high, loss) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, t, float(a), int(counts.get(t, 0)),
-                      *((float(bounds[t][0]), float(bounds[t][1])) if t in bounds else (None, None)))
+                      *((float(bounds[t][0]), float(bounds[t][1])) if t in bounds else (None, None)),
+                      float(losses[t]) if t in losses else None)
                      for t, a in accuracies.items()],
                 )
                 con.execute("COMMIT")
@@ -351,7 +359,7 @@ class ResultsStore:
         out = compute()
         accs, counts = out if isinstance(out, tuple) else (out, None)
         return self.put(key, accs, counts=counts, seconds=time.perf_counter() - t0, pool_name=pool_name,
-                        bounds=getattr(out, "bounds", None))
+                        bounds=getattr(out, "bounds", None), losses=getattr(out, "losses", None))
 
     def delete(self, *, pool: str | None = None, method: str | None = None, code_version: str | None = None) -> int:
         """Delete matching results; returns how many runs were deleted."""
@@ -384,8 +392,9 @@ class ResultsStore:
     def to_dataframe(self, *, pool: str | None = None, method: str | None = None, split: str | None = None,
                      code_version: str | None = None):
         """Long table: one row per (run, task) with pool, pool_name, method, params (JSON), every parameter as
-        its own column, split, code_version, task, accuracy, n (images it rests on), subsample (0: whole split),
-        seconds, created, node (Ray node id)."""
+        its own column, split, code_version, task, accuracy (the task's score: accuracy, MCC, or the normalised
+        token-loss score), n (images or examples it rests on), subsample (0: whole split), seconds, created, node
+        (Ray node id), loss (a language-modelling task's mean token loss, else empty)."""
         import pandas as pd
 
         where, args = self._where(**{"r.pool": pool, "r.method": method, "r.split": split,
@@ -393,13 +402,14 @@ class ResultsStore:
         with self._connect() as con:
             rows = con.execute(
                 "SELECT r.id, r.pool, r.pool_name, r.method, r.params, r.split, r.code_version, r.seconds, "
-                f"r.created, a.task, a.accuracy, a.n, r.subsample, r.node FROM runs r JOIN accuracies a ON a.run_id = r.id"
+                f"r.created, a.task, a.accuracy, a.n, r.subsample, r.node, a.loss FROM runs r JOIN accuracies a "
+                f"ON a.run_id = r.id"
                 f"{where} "
                 "ORDER BY r.id, a.rowid",
                 args,
             ).fetchall()
         cols = ["run", "pool", "pool_name", "method", "params", "split", "code_version", "seconds", "created",
-                "task", "accuracy", "n", "subsample", "node"]
+                "task", "accuracy", "n", "subsample", "node", "loss"]
         df = pd.DataFrame(rows, columns=cols)
         if len(df):
             params = pd.DataFrame([json.loads(p) for p in df["params"]], index=df.index)

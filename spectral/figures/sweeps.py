@@ -73,5 +73,7 @@ def ablation_figure(table: pd.DataFrame) -> go.Figure:
     # the axis follows the data (a 1-point effect must be visible), with room above for the change labels
     lo, hi = data_range(table.accuracy) or (0.0, 100.0)
     span = hi - lo
-    fig.update_yaxes(title_text="mean accuracy (%)", range=[max(0.0, lo - 0.6 * span), hi + 0.35 * span])
+    # a mean below 0 (a normalised token-loss score worse than the base) keeps its bar on screen
+    bottom = lo - 0.6 * span if lo < 0 else max(0.0, lo - 0.6 * span)
+    fig.update_yaxes(title_text="mean accuracy (%)", range=[bottom, hi + 0.35 * span])
     return fig
