@@ -409,12 +409,13 @@ def figure_ready(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> bool:
 
 
 def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
-    """Start (or find) the background job computing a figure's data, without waiting for it."""
+    """Start (or find) the background job computing a figure's data, without waiting for it (it yields its queue
+    slot to the estimates sessions wait for on screen)."""
     resolved = registry.resolve_settings(kind, settings)
     return ws.compute(registry.data_key(kind, resolved),
                       lambda progress: registry.get_kind(kind).compute(ws, resolved, progress),
                       label=registry.get_kind(kind).title, heavy=registry.get_kind(kind).evaluates,
-                      session=session_id())
+                      session=session_id(), background=True)
 
 
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,

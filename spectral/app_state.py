@@ -166,6 +166,8 @@ class Job(Generic[T]):
         self.queue: JobQueue | None = None
         self._cancel = threading.Event()
         self._checked = 0.0
+        #: 0: a session waits on screen for it; 1: background work that yields its queue slot to such jobs
+        self.priority = 0
 
     @classmethod
     def completed(cls, key: Hashable, value: T) -> "Job[T]":
@@ -185,6 +187,8 @@ class Job(Generic[T]):
             self._checked = now
             if self.should_cancel():
                 raise JobCancelled(f"job {self.label or self.key!r} cancelled: no session waits for it")
+        if self.queue is not None and self.priority > 0:
+            self.queue.yield_slot(self)
 
     def attach(self, session_id: str | None) -> "Job[T]":
         """Record a session waiting for this job (None: nothing recorded)."""
@@ -262,15 +266,20 @@ class JobRunner:
 
     def submit(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "",
                on_success: Callable[[T], None] | None = None, heavy: bool = False,
-               session: str | None = None) -> Job[T]:
+               session: str | None = None, background: bool = False) -> Job[T]:
         """The running job of ``key`` (``session`` recorded as one more waiter), else a new one in a background
-        thread. ``heavy``: it waits for a slot of the server's job queue first. The thread runs in a copy of the
-        caller's context (so :func:`spectral.roots.bounded_reads` carries over)."""
+        thread. ``heavy``: it waits for a slot of the server's job queue first. ``background``: no session waits
+        on screen for it, so it yields its slot to jobs that one does (a session asking for it in the foreground
+        later makes it interactive). The thread runs in a copy of the caller's context (so
+        :func:`spectral.roots.bounded_reads` carries over)."""
         with self._lock:
             job = self._running.get(key)
             if job is not None and not job.done:
+                if not background:
+                    job.priority = 0
                 return job.attach(session)
             job = Job(key, label)
+            job.priority = 1 if background else 0
             job.attach(session)
             if heavy:
                 job.queue = job_queue()
@@ -421,14 +430,14 @@ class Workspace:
 
     # memoised computations -------------------------------------------------------------------------------------
     def compute(self, key: Hashable, fn: Callable[[Progress], T], *, label: str = "", heavy: bool = False,
-                session: str | None = None) -> Job[T]:
+                session: str | None = None, background: bool = False) -> Job[T]:
         """A job for ``key``: finished at once when memoised, the running one when another session started it
         (``session`` then waits for it too), else a new background job whose result is memoised on success.
         ``heavy`` (evaluations, sweeps): the job takes a slot of the server's bounded queue."""
         if key in self.memo:
             return Job.completed(key, self.memo.get(key))
         return self.jobs.submit(key, fn, label=label, on_success=lambda value: self.memo.put(key, value),
-                                heavy=heavy, session=session)
+                                heavy=heavy, session=session, background=background)
 
     def cached(self, key: Hashable, fn: Callable[[Progress], T], progress: Progress | None = None) -> T:
         """Synchronous form of :meth:`compute` (CLI, benchmarks, tests, and the parts of a job's work). Two threads

@@ -146,6 +146,9 @@ class Queued(Protocol):
 
     label: str
     text: str
+    #: 0: a session waits on screen for it (an estimate); higher: background work (a whole-split refinement), which
+    #: hands its slot to a waiting interactive job at its next progress report
+    priority: int
 
     def should_cancel(self) -> bool: ...
 
@@ -156,6 +159,11 @@ class JobQueue:
     A job's thread calls ``with queue.slot(job): ...`` around its work. While it waits, ``job.text`` says how many
     jobs are ahead of it, and ``job.should_cancel()`` is polled: a job whose sessions all closed leaves the queue
     with :class:`JobCancelled` without having run.
+
+    Waiting jobs are served by ``job.priority`` (0 first), in arrival order within a priority. A running background
+    job (priority > 0) calls :meth:`yield_slot` at its progress reports: when an interactive job waits for a slot,
+    the background job hands its slot over and queues again ahead of later background work. So a slider move's
+    estimate never waits for another session's whole-split evaluation to finish (``bench/sessions.py``).
     """
 
     def __init__(self, slots: int, *, poll_s: float = 0.25) -> None:
@@ -172,12 +180,7 @@ class JobQueue:
         with self._cond:
             self._waiting.append(job)
             try:
-                while not (len(self._running) < self.slots and self._waiting[0] is job):
-                    if job.should_cancel():
-                        raise JobCancelled(f"job {job.label!r} cancelled while queued: no session waits for it")
-                    ahead = self._ahead(job)
-                    job.text = f"queued: {ahead} job{'s' if ahead != 1 else ''} ahead (at most {self.slots} at once)"
-                    self._cond.wait(self.poll_s)
+                self._wait_for_turn(job, "queued")
             finally:
                 self._waiting.remove(job)
                 self._cond.notify_all()
@@ -187,11 +190,46 @@ class JobQueue:
             yield
         finally:
             with self._cond:
-                self._running.remove(job)
+                if any(j is job for j in self._running):
+                    self._running.remove(job)
                 self._cond.notify_all()
 
+    def _wait_for_turn(self, job: Queued, state: str) -> None:
+        while not (len(self._running) < self.slots and self._ordered()[0] is job):
+            if job.should_cancel():
+                raise JobCancelled(f"job {job.label!r} cancelled while {state}: no session waits for it")
+            ahead = self._ahead(job)
+            job.text = f"{state}: {ahead} job{'s' if ahead != 1 else ''} ahead (at most {self.slots} at once)"
+            self._cond.wait(self.poll_s)
+
+    def _ordered(self) -> list[Queued]:
+        return sorted(self._waiting, key=_priority)  # stable: arrival order within a priority
+
     def _ahead(self, job: Queued) -> int:
-        return len(self._running) + self._waiting.index(job)
+        return len(self._running) + [j is job for j in self._ordered()].index(True)
+
+    def yield_slot(self, job: Queued) -> bool:
+        """Called by a running job at a progress report: a background job hands its slot to a waiting job of
+        higher priority (lower number) when no slot is free, waits for its turn again, and returns True once it
+        runs again (False: it kept its slot). Cheap when nothing waits: no lock is taken."""
+        mine = _priority(job)
+        if mine == 0 or not any(_priority(w) < mine for w in list(self._waiting)):
+            return False
+        with self._cond:
+            if (not any(j is job for j in self._running) or len(self._running) < self.slots
+                    or not any(_priority(w) < mine for w in self._waiting)):
+                return False
+            self._running.remove(job)
+            self._waiting.insert(0, job)  # first of its priority: it resumes before later background work
+            self._cond.notify_all()
+            try:
+                self._wait_for_turn(job, "paused for an interactive job")
+            finally:
+                self._waiting.remove(job)
+                self._cond.notify_all()
+            self._running.append(job)
+            job.text = "resuming…"
+        return True
 
     def ahead_of(self, job: Queued) -> int | None:
         """Jobs running or queued before ``job``: 0 while it runs, None when it is not in the queue."""
@@ -206,6 +244,10 @@ class JobQueue:
         """``(running, waiting)``, the waiting ones in queue order."""
         with self._cond:
             return list(self._running), list(self._waiting)
+
+
+def _priority(job: Queued) -> int:
+    return int(getattr(job, "priority", 0))
 
 
 _QUEUE: JobQueue | None = None

@@ -200,3 +200,75 @@ def test_a_completed_job_ignores_waiters() -> None:
     job = Job.completed("k", 1)
     job.attach("someone")
     assert job.waiters.sessions() == [] and job.result() == 1
+
+
+def test_an_interactive_job_goes_ahead_of_queued_background_work(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    first = runner.submit("a", _blocking(started, release, order, "a"), heavy=True)
+    assert started.wait(WAIT)
+    refine = runner.submit("refine", lambda p: order.append("refine") or "refine", heavy=True, background=True)
+    for _ in range(200):
+        if one_slot.ahead_of(refine) == 1:
+            break
+        threading.Event().wait(0.02)
+    estimate = runner.submit("estimate", lambda p: order.append("estimate") or "estimate", heavy=True)
+    for _ in range(200):
+        if one_slot.ahead_of(estimate) is not None:
+            break
+        threading.Event().wait(0.02)
+    # the estimate came later but waits only for the running job; the queued refinement comes after it
+    assert one_slot.ahead_of(estimate) == 1 and one_slot.ahead_of(refine) == 2
+    release.set()
+    assert first.result(WAIT) == "a" and estimate.result(WAIT) == "estimate" and refine.result(WAIT) == "refine"
+    assert order == ["a", "estimate", "refine"]
+
+
+def test_running_background_work_hands_its_slot_to_an_interactive_job(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def refine(progress):  # noqa: ANN001, ANN202 - a whole-split evaluation, reporting per batch
+        order.append("refine starts")
+        started.set()
+        while not release.wait(0.02):
+            progress(0, 1, "evaluating")
+        order.append("refine ends")
+        return "refine"
+
+    background = runner.submit("refine", refine, heavy=True, background=True)
+    assert started.wait(WAIT)
+    estimate = runner.submit("estimate", lambda p: order.append("estimate") or "estimate", heavy=True)
+    # the estimate runs while the refinement is still unfinished: it paused at a progress report
+    assert estimate.result(WAIT) == "estimate"
+    assert order == ["refine starts", "estimate"] and not background.done
+    release.set()
+    assert background.result(WAIT) == "refine"
+    assert order == ["refine starts", "estimate", "refine ends"]
+    assert one_slot.snapshot() == ([], [])
+
+
+def test_foreground_work_keeps_its_slot(one_slot: JobQueue) -> None:
+    """Only background jobs yield: a foreground job (a sweep someone waits for) finishes before the next one."""
+    runner = JobRunner()
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    first = runner.submit("sweep", _blocking(started, release, order, "sweep", report=True), heavy=True)
+    assert started.wait(WAIT)
+    second = runner.submit("estimate", lambda p: order.append("estimate") or "estimate", heavy=True)
+    threading.Event().wait(0.3)
+    assert order == ["sweep"] and not second.done
+    release.set()
+    assert first.result(WAIT) == "sweep" and second.result(WAIT) == "estimate"
+
+
+def test_asking_for_background_work_in_the_foreground_makes_it_interactive(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    started, release = threading.Event(), threading.Event()
+    job = runner.submit("refine", _blocking(started, release, [], "refine"), heavy=True, background=True)
+    assert job.priority == 1
+    assert runner.submit("refine", lambda p: "other", heavy=True) is job and job.priority == 0
+    release.set()
+    assert job.result(WAIT) == "refine"
