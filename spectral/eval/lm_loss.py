@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from spectral.data.folders import DatasetError
 from spectral.errors import ParameterError
+from spectral.eval.text import percentile_interval
 from spectral.metrics.estimate import stratified_subsample
 
 log = logging.getLogger(__name__)
@@ -285,9 +286,7 @@ def bootstrap_normalised_interval(base: ExampleLosses, merged: ExampleLosses, fi
     samples = samples[np.isfinite(samples)]
     if not len(samples):
         return math.nan, math.nan
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail])
-    return float(low), float(high)
+    return percentile_interval(samples, level)
 
 
 @dataclass(frozen=True)

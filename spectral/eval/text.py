@@ -138,7 +138,11 @@ def bootstrap_mcc_interval(pred: Sequence[int] | Tensor | np.ndarray, labels: Se
         n_k = int(row.sum())
         rows.append(rng.multinomial(n_k, row / n_k, size=resamples) if n_k else np.zeros((resamples, len(row)),
                                                                                            dtype=np.int64))
-    samples = mcc_from_confusion(np.stack(rows, axis=1))  # (resamples, K, K) → (resamples,)
+    return percentile_interval(mcc_from_confusion(np.stack(rows, axis=1)), level)  # (resamples, K, K) → (resamples,)
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The bootstrap percentile interval of ``samples`` at ``level`` (the central ``level`` share of them)."""
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return float(low), float(high)
