@@ -24,6 +24,7 @@ from torch import Tensor
 from spectral import linalg
 from spectral.cache import SVDCache, to_device
 from spectral.heap import release_mapped_pages_often
+from spectral.lora import stack_factors
 from spectral.heap import release_memory as release_process_memory
 from spectral.methods import get_method
 from spectral.methods.base import LayerFactors, Method, merge_non_matrix
@@ -140,19 +141,36 @@ class Engine:
 
     # -- factors ------------------------------------------------------------------------------------------
     def task_factors(self, key: str) -> linalg.SVD:
-        """Stacked factors of every task's Δ for ``key``: U (T, m, r), S (T, r), V (T, n, r), on the device."""
+        """Stacked factors of every task's Δ for ``key``: U (T, m, q), S (T, q), V (T, n, q), on the device.
+
+        q = min(m, n) for full fine-tunes. A low-rank task (LoRA, :mod:`spectral.lora`) is decomposed from its
+        factors and cached with its own r triplets; tasks of different widths are stacked to the widest, padded with
+        σ = 0 and zero vectors (:func:`spectral.lora.stack_factors`)."""
         ts = self.taskset
-        hashes = [ts.matrix_hash(t, key) for t in range(ts.num_tasks)]
-        found = [self.cache.get(h) for h in hashes]
+        found: list[linalg.SVD | None] = []
+        hashes: list[str | None] = []
+        for t in range(ts.num_tasks):
+            low_rank = ts.task_low_rank(t, key) if t in ts.low_rank_tasks else None
+            if low_rank is not None and low_rank.rank == 0:  # not adapted: nothing to decompose or cache
+                found.append(low_rank.svd(self.device))
+                hashes.append(None)
+                continue
+            h = ts.matrix_hash(t, key)
+            hashes.append(h)
+            cached = self.cache.get(h)
+            if cached is None and low_rank is not None:
+                cached = low_rank.svd(self.device)
+                self.cache.put(h, cached, shape=low_rank.shape)
+            found.append(cached)
         missing = [t for t, f in enumerate(found) if f is None]
         if missing:
             matrices = torch.stack([ts.task_matrix(t, key) for t in missing]).to(self.device)
             U, S, V = linalg.thin_svd(matrices)
             for i, t in enumerate(missing):
                 found[t] = (U[i], S[i], V[i])
-                self.cache.put(hashes[t], found[t], shape=tuple(matrices.shape[-2:]))
+                self.cache.put(hashes[t], found[t], shape=tuple(matrices.shape[-2:]))  # type: ignore[arg-type]
         parts = [to_device(f, self.device) for f in found]  # type: ignore[arg-type]
-        return tuple(torch.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+        return stack_factors(parts)
 
     def derived_factors(self, key: str, kind: str) -> linalg.SVD:
         """SVD of Σ_t Δ_t (``"sum"``) or of every Δ_t − mean Δ (``"centered"``), cached by content."""
@@ -220,9 +238,18 @@ class Engine:
         ts = self.taskset
         total = ts.num_tasks * len(ts.matrix_keys)
         cached = sum(
-            self.cache.contains(ts.matrix_hash(t, k)) for k in ts.matrix_keys for t in range(ts.num_tasks)
+            self._not_adapted(t, k) or self.cache.contains(ts.matrix_hash(t, k))
+            for k in ts.matrix_keys for t in range(ts.num_tasks)
         )
         return {"cached": cached, "total": total}
+
+    def _not_adapted(self, t: int, key: str) -> bool:
+        """A LoRA task without an adapter on ``key`` (ΔW = 0: no factors to cache)."""
+        ts = self.taskset
+        if t not in ts.low_rank_tasks:
+            return False
+        low_rank = ts.task_low_rank(t, key)
+        return low_rank is not None and low_rank.rank == 0
 
     def build_cache(self, *, keys: list[str] | None = None, progress: Progress | None = None) -> int:
         """Compute and store the SVD of every (task, matrix key) not yet cached; returns how many were computed.
@@ -241,15 +268,22 @@ class Engine:
         clock = time.perf_counter
         started = clock()
         by_shape: dict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
+        low_rank_items: list[tuple[int, str, str]] = []  # LoRA tasks: decomposed from their factors
         for i, key in enumerate(keys):
             progress(i, len(keys), f"hashing {key}")
             release_mapped_pages_often()
             for t in range(ts.num_tasks):
+                low_rank = ts.task_low_rank(t, key) if t in ts.low_rank_tasks else None
+                if low_rank is not None and low_rank.rank == 0:
+                    continue  # ΔW = 0 (module not adapted): nothing to cache
                 h = ts.matrix_hash(t, key)
                 if not self.cache.contains(h):
-                    by_shape[tuple(ts.base[key].shape)].append((t, key, h))  # type: ignore[index]
+                    if low_rank is not None:
+                        low_rank_items.append((t, key, h))
+                    else:
+                        by_shape[tuple(ts.base[key].shape)].append((t, key, h))  # type: ignore[index]
         stats["hash"] = clock() - started
-        todo = sum(len(v) for v in by_shape.values())
+        todo = sum(len(v) for v in by_shape.values()) + len(low_rank_items)
         done = 0
         progress(0, max(todo, 1), f"SVD of {todo} task matrices")
         on_cuda = self.device.type == "cuda"
@@ -270,6 +304,17 @@ class Engine:
                 self.cache.put(h, factors, shape=shape)
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="svd-cache-writer") as writer:
+            for t, key, h in low_rank_items:  # O((m + n)·r²) each: no batching needed
+                with phase("svd"):
+                    delta = ts.task_low_rank(t, key)
+                    factors = delta.svd(self.device)  # type: ignore[union-attr]
+                    factors = tuple(f.cpu() for f in factors)  # type: ignore[assignment]
+                with phase("wait_for_writers"):
+                    while len(pending) > 64:
+                        pending.popleft().result()
+                pending.append(writer.submit(write, h, factors, delta.shape))  # type: ignore[union-attr]
+                done += 1
+                progress(done, todo, f"SVD from LoRA factors {delta.shape[0]}×{delta.shape[1]}: {done}/{todo}")
             def per_batch_of(shape: tuple[int, int]) -> int:
                 return max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
 
