@@ -92,7 +92,7 @@ def _hf_pool(args: argparse.Namespace):
 def open_pool(spec: str, *, trust_pickle: bool = False):
     """Resolve a pool spec: ``zoo-8``/``zoo-14``/``zoo-20``/``lm-zoo-7`` → a demo zoo; anything else →
     checkpoint loaders."""
-    if spec.startswith(("zoo-", "lm-zoo-")):
+    if spec.startswith(("zoo-", "lm-zoo-", "lora-zoo-")):
         from spectral.zoo import open_zoo_pool
 
         return open_zoo_pool(spec)
