@@ -248,11 +248,9 @@ def sar_layer_matrix(
         U = layer.task_left
         if U is None:
             U = linalg.thin_svd(sources)[0]
-        if k > U.shape[-1]:
-            raise ShapeMismatchError(
-                f"SAR {layer._where()}: k_M = {k} exceeds the {U.shape[-1]} left singular vectors in task_left "
-                f"{tuple(U.shape)}"
-            )
+        # Factors narrower than k_M are low-rank task matrices (a LoRA layer's r triplets, zero-padded: see
+        # spectral.lora): their columns span Δ_j's whole column space, and a dense SVD's directions beyond Δ_j's rank
+        # would be an arbitrary completion, so the projector is onto the columns there are.
         for j in range(T):
             out[:, j] = _projected_norms(U[j, :, :k], sources)
     return _ratios(out, den.unsqueeze(1)), k
