@@ -94,7 +94,7 @@ class LoRAAdapter:
     """One PEFT LoRA folder, mapped onto a base's canonical keys (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], base_shapes: Mapping[str, tuple[int, ...]]) -> None:
-        from safetensors import SafetensorError, safe_open
+        from spectral.checkpoints.formats import read_safetensors
 
         self.path = Path(os.path.expanduser(str(path)))
         config_file = self.path / CONFIG_FILE
@@ -121,12 +121,12 @@ class LoRAAdapter:
             other = " (adapter_model.bin is a pickle: convert it to safetensors)" if (
                 self.path / "adapter_model.bin").is_file() else ""
             raise AdapterConfigError(f"{self.path}: no {WEIGHTS_FILE}{other}")
-        try:
-            self._handle = safe_open(str(self.weights_file), framework="pt")  # memory-mapped
-            stored = list(self._handle.keys())
-        except (SafetensorError, OSError) as exc:
+        try:  # memory-mapped, and tracked so that long merges hand the pages they read back (spectral.heap)
+            self._tensors = read_safetensors(self.weights_file)
+        except OSError as exc:
             raise AdapterConfigError(f"{self.weights_file}: unreadable safetensors file ({exc})") from None
-        self._shapes = {k: tuple(self._handle.get_slice(k).get_shape()) for k in stored}
+        stored = list(self._tensors)
+        self._shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
         self.modules: dict[str, _Module] = {}
         self._map(stored, base_shapes)
         self._check_targets(base_shapes)
@@ -201,8 +201,8 @@ class LoRAAdapter:
 
     def delta(self, module: str) -> LowRankDelta:
         m = self.modules[module]
-        A = self._handle.get_tensor(m.a_key)
-        B = self._handle.get_tensor(m.b_key)
+        A = self._tensors[m.a_key]
+        B = self._tensors[m.b_key]
         if m.embedding:  # ΔW = (s·B·A)ᵀ = s·Aᵀ·Bᵀ
             return LowRankDelta(A.mT, B.mT, m.scale)
         return LowRankDelta(B, A, m.scale)
