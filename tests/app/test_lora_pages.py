@@ -15,11 +15,11 @@ PAGES = ["pages/home.py", "pages/task_vectors.py", "pages/spectra.py", "pages/in
 
 
 @pytest.fixture(scope="module")
-def lora_zoo(micro_pool):
+def lora_zoo(micro_pool, tmp_path_factory):
     from spectral.checkpoints.lora import make_lora_pool
     from spectral.zoo.lora import build_lora_zoo
 
-    root = micro_pool.root / "lora-adapters"
+    root = tmp_path_factory.mktemp("lora-adapters")  # beside the shared micro zoo, not inside it
     build_lora_zoo(micro_pool, root, steps=10)
     pool = make_lora_pool(micro_pool, {t: root / t for t in micro_pool.task_names}, name=NAME)
     register_pool(NAME, lambda: pool)

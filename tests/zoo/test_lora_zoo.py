@@ -8,11 +8,11 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def lora_micro(micro_pool):
+def lora_micro(micro_pool, tmp_path_factory):
     from spectral.checkpoints.lora import make_lora_pool
     from spectral.zoo.lora import build_lora_zoo
 
-    root = micro_pool.root / "lora-adapters"
+    root = tmp_path_factory.mktemp("lora-adapters")  # beside the shared micro zoo, not inside it
     manifest = build_lora_zoo(micro_pool, root, steps=10)
     return make_lora_pool(micro_pool, {t: root / t for t in micro_pool.task_names}, name="lora-zoo-micro"), manifest
 
@@ -58,3 +58,13 @@ def test_every_method_runs_on_the_lora_zoo(lora_micro, tmp_path) -> None:
                 assert torch.equal(merged[key], base[key]), (name, key)  # not adapted by any task: unchanged
     scores, counts = pool.task_scores(engine.merge("tsv_m"), device="cpu")
     assert set(scores) == set(pool.task_names) and all(0.0 <= s <= 1.0 for s in scores.values())
+
+
+def test_lora_zoo_is_a_named_demo_pool() -> None:
+    from spectral.app_state import ZOO_POOLS, is_zoo_spec
+    from spectral.zoo.lora import adapter_plan, is_lora_zoo_spec
+
+    assert "lora-zoo-8" in ZOO_POOLS and is_zoo_spec("lora-zoo-8") and is_zoo_spec("lora-zoo-micro")
+    assert is_lora_zoo_spec("lora-zoo-micro") and not is_lora_zoo_spec("zoo-8")
+    plan = adapter_plan(["a", "b", "c", "d"])
+    assert [p["r"] for p in plan.values()] == [4, 8, 4, 8] and plan["c"]["target_modules"] == ["c_fc"]
