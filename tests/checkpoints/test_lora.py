@@ -161,6 +161,7 @@ def test_engine_factors_of_mixed_ranks_are_the_svd_of_the_dense_update(llama_poo
 
 
 @pytest.mark.parametrize("method,params", [("tsv_m", {}), ("ties", {}), ("task_arithmetic", {"alpha": 0.7}),
+                                           ("iso_c", {"rank_cut": "numerical"}), ("cart", {}), ("magmax", {}), ("ties", {"trim": "per_tensor"}),
                                            ("tsv_c_check", {})])
 def test_methods_on_a_lora_pool_equal_the_dense_delta_pool(llama_pool, tmp_path, method, params) -> None:
     root, _ = llama_pool
