@@ -208,6 +208,7 @@ class TaskSet:
                 )
             if not (torch.isfinite(delta.B).all() and torch.isfinite(delta.A).all()):
                 raise NonFiniteError(f"task {task!r}: the low-rank factors of {key!r} contain NaN or Inf")
+            release_mapped_pages_often()
 
     def task_low_rank(self, task: str | int, key: str) -> LowRankDelta | None:
         """Δ_t of ``key`` as low-rank factors (s·B·A) when the task is a LoRA adapter — rank 0 for a weight it does
