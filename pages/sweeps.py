@@ -16,7 +16,7 @@ st.title("Sweeps")
 ws = _ui.workspace()
 T = len(ws.task_names)
 
-small = ws.spec.startswith(("zoo-", "lm-zoo-")) or ws.spec in registered_pools()
+small = ws.spec.startswith(("zoo-", "lm-zoo-", "lora-zoo-")) or ws.spec in registered_pools()
 auto = st.toggle("Run sweeps automatically", value=small, key="sw_auto", persist_state="session",
                  help="On for the demo zoo (seconds); on real checkpoints each point merges and evaluates a model, "
                       "so sweeps start from their Run button.")

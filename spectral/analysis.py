@@ -230,7 +230,7 @@ def effective_rank_table(engine: Engine, *, energy: float = 0.95, progress: Prog
         progress(i, len(keys), f"effective rank: {layer_label(key)}")
         _, S, _ = engine.layer(key).task_svd()
         ranks = effective_ranks(S, energy).cpu()
-        r = int(S.shape[-1])
+        r = min(ts.base[key].shape)  # not S's width: a LoRA task's factors hold only its r triplets
         for t, name in enumerate(ts.task_names):
             rows.append({"key": key, "task": name, "effective_rank": int(ranks[t]), "r": r,
                          "fraction": int(ranks[t]) / r if r else math.nan})

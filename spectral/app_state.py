@@ -45,7 +45,7 @@ T = TypeVar("T")
 Progress = Callable[[int, int, str], None]
 
 #: the demo zoo's pools, offered first in the pool selector
-ZOO_POOLS: tuple[str, ...] = ("zoo-8", "zoo-14", "zoo-20", "lm-zoo-7")
+ZOO_POOLS: tuple[str, ...] = ("zoo-8", "zoo-14", "zoo-20", "lm-zoo-7", "lora-zoo-8")
 
 
 class PoolError(SpectralError):
@@ -60,15 +60,26 @@ from spectral.pool import _load_env_factories, register_pool, registered_factory
 
 _ZOO_SPEC = re.compile(r"^zoo-(\d+)(?:-s(\d+))?$")
 _LM_ZOO_SPEC = re.compile(r"^lm-zoo-(7|micro)$")
+_LORA_ZOO_SPEC = re.compile(r"^lora-zoo-(\d+|micro)$")
 
 
 def is_zoo_spec(spec: str) -> bool:
     """A demo zoo: the CLIP zoos (``zoo-8``, ``zoo-14``, ``zoo-20``) or the language zoo (``lm-zoo-7``)."""
-    return bool(_ZOO_SPEC.match(spec.strip()) or _LM_ZOO_SPEC.match(spec.strip()))
+    return bool(_ZOO_SPEC.match(spec.strip()) or _LM_ZOO_SPEC.match(spec.strip())
+                or _LORA_ZOO_SPEC.match(spec.strip()))
 
 
 def zoo_status(spec: str) -> str:
     """"built", "missing" or "unavailable" (no zoo package in this installation) for a demo-zoo pool spec."""
+    lora = _LORA_ZOO_SPEC.match(spec.strip())
+    if lora is not None:  # LoRA adapters on a CLIP zoo: built when the zoo and its adapters are
+        if lora.group(1) == "micro":
+            return "missing"
+        from spectral.zoo.build import ZooConfig, zoo_root
+
+        built = zoo_status(f"zoo-{lora.group(1)}") == "built"
+        adapters = zoo_root(None, ZooConfig(), 0) / "lora-adapters" / "manifest.json"
+        return "built" if built and adapters.is_file() else "missing"
     lm = _LM_ZOO_SPEC.match(spec.strip())
     if lm is not None:
         from spectral.zoo.lm import is_lm_zoo_built, lm_zoo_root

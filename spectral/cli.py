@@ -49,6 +49,8 @@ def load_taskset(args: argparse.Namespace):
     hf_pool = _hf_pool(args)
     if hf_pool is not None:  # Hugging Face model folders: the pool's canonical bodies and matrix rule
         return TaskSet.from_pool(hf_pool, matrix_filter=hf_pool.matrix_filter_named(args.matrix_filter))
+    if getattr(args, "_pool", None) is not None and getattr(args, "base", None):  # LoRA adapters on a CLIP base
+        return TaskSet.from_pool(args._pool, matrix_filter=args.matrix_filter)
     if getattr(args, "base", None):
         if not args.finetuned:
             raise SpectralError("--base needs at least one --finetuned checkpoint")
@@ -69,12 +71,19 @@ def _hf_pool(args: argparse.Namespace):
         from spectral.checkpoints.hf import is_language_folder
         from spectral.checkpoints.hf_pool import HFPool
 
+        from spectral.checkpoints.lora import LoRAPool, is_adapter_folder, lora_pool_of_folders
+
         pool = None
-        if getattr(args, "base", None) and any(is_language_folder(p) for p in [args.base, *args.finetuned]):
+        if getattr(args, "base", None) and args.finetuned and any(is_adapter_folder(p) for p in args.finetuned):
+            args._pool = lora_pool_of_folders(args.base, list(args.finetuned), trust_pickle=args.trust_pickle)
+            # LoRA adapters on a Hugging Face base: written as the base's folder, like HF fine-tunes
+            pool = args._pool if isinstance(args._pool.delegate, HFPool) else None
+        elif getattr(args, "base", None) and any(is_language_folder(p) for p in [args.base, *args.finetuned]):
             pool = HFPool.from_folders(args.base, list(args.finetuned))  # named errors for folders without config
         elif getattr(args, "pool", None) and not args.pool.startswith("zoo-"):  # CLIP zoos are never HF folders
             opened = open_pool(args.pool, trust_pickle=args.trust_pickle)
-            pool = opened if isinstance(opened, HFPool) else None
+            hf_backed = isinstance(opened, LoRAPool) and isinstance(opened.delegate, HFPool)
+            pool = opened if isinstance(opened, HFPool) or hf_backed else None
             args._pool = opened
         args._hf_pool = pool
     return args._hf_pool
@@ -83,7 +92,7 @@ def _hf_pool(args: argparse.Namespace):
 def open_pool(spec: str, *, trust_pickle: bool = False):
     """Resolve a pool spec: ``zoo-8``/``zoo-14``/``zoo-20``/``lm-zoo-7`` → a demo zoo; anything else →
     checkpoint loaders."""
-    if spec.startswith(("zoo-", "lm-zoo-")):
+    if spec.startswith(("zoo-", "lm-zoo-", "lora-zoo-")):
         from spectral.zoo import open_zoo_pool
 
         return open_zoo_pool(spec)

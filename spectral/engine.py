@@ -24,6 +24,7 @@ from torch import Tensor
 from spectral import linalg
 from spectral.cache import SVDCache, to_device
 from spectral.heap import release_mapped_pages, release_mapped_pages_often
+from spectral.lora import stack_factors
 from spectral.heap import release_memory as release_process_memory
 from spectral.methods import get_method
 from spectral.methods.base import LayerFactors, Method, merge_non_matrix
@@ -162,26 +163,50 @@ class Engine:
 
     # -- factors ------------------------------------------------------------------------------------------
     def task_factors(self, key: str) -> linalg.SVD:
-        """Stacked factors of every task's Δ for ``key``: U (T, m, r), S (T, r), V (T, n, r), on the device."""
-        ts = self.taskset
-        hashes = [ts.matrix_hash(t, key) for t in range(ts.num_tasks)]
-        computed: dict[int, linalg.SVD] = {}
+        """Stacked factors of every task's Δ for ``key``: U (T, m, q), S (T, q), V (T, n, q), on the device.
 
+        q = min(m, n) for full fine-tunes. A low-rank task (LoRA, :mod:`spectral.lora`) is decomposed from its
+        factors and cached with its own r triplets; tasks of different widths are stacked to the widest, padded with
+        σ = 0 and zero vectors (:func:`spectral.lora.stack_factors`)."""
+        ts = self.taskset
         m, n = ts.base[key].shape
+        hashes: list[str] = []
+        computed: dict[int, linalg.SVD] = {}
+        low_rank_here = False
+
+        def keep(t: int, factors: linalg.SVD) -> None:
+            self.cache.put(hashes[t], factors, shape=(m, n))
+            if not self.cache.contains(hashes[t]):  # a cache that keeps nothing: hold them for the stack
+                computed[t] = factors
 
         def compute(tasks: list[int]) -> None:
-            matrices = torch.stack([ts.task_matrix(t, key) for t in tasks]).to(self.device)
-            U, S, V = linalg.thin_svd(matrices)
-            del matrices
-            for i, t in enumerate(tasks):
-                factors = (U[i], S[i], V[i])
-                self.cache.put(hashes[t], factors, shape=(m, n))
-                if not self.cache.contains(hashes[t]):  # a cache that keeps nothing: hold them for the stack
-                    computed[t] = factors
+            dense = []
+            for t in tasks:
+                low_rank = ts.task_low_rank(t, key) if t in ts.low_rank_tasks else None
+                if low_rank is not None:  # from its factors: r triplets, no m × n matrix
+                    keep(t, low_rank.svd(self.device))
+                else:
+                    dense.append(t)
+            if dense:
+                matrices = torch.stack([ts.task_matrix(t, key) for t in dense]).to(self.device)
+                U, S, V = linalg.thin_svd(matrices)
+                del matrices
+                for i, t in enumerate(dense):
+                    keep(t, (U[i], S[i], V[i]))
 
+        missing = []
+        for t in range(ts.num_tasks):
+            low_rank = ts.task_low_rank(t, key) if t in ts.low_rank_tasks else None
+            low_rank_here = low_rank_here or low_rank is not None
+            if low_rank is not None and low_rank.rank == 0:  # not adapted: nothing to decompose or cache
+                computed[t] = low_rank.svd(self.device)
+                hashes.append("")
+                continue
+            hashes.append(ts.matrix_hash(t, key))
+            if not self.cache.contains(hashes[t]):
+                missing.append(t)
         # as build_cache: at most batch_bytes of input per SVD, so a one-shot merge of a model with a huge
         # embedding (the CLI merges without building first) decomposes it one task at a time
-        missing = [t for t, h in enumerate(hashes) if not self.cache.contains(h)]
         per_batch = max(1, self.batch_bytes // (m * n * 4))
         for start in range(0, len(missing), per_batch):
             compute(missing[start : start + per_batch])
@@ -195,8 +220,10 @@ class Engine:
                 found = computed.pop(t, None) or self.cache.get(hashes[t])
             if found is None:
                 raise RuntimeError(f"{key}: the SVD of task {t} was evicted from the cache as soon as it was stored")
-            return found
+            return to_device(found, self.device)
 
+        if low_rank_here:  # tasks of different widths (r triplets): padded to the widest; small, so all at once
+            return stack_factors([entry(t) for t in range(ts.num_tasks)])
         return _stack_factors(entry, ts.num_tasks, self.device)
 
     def derived_factors(self, key: str, kind: str) -> linalg.SVD:
@@ -264,9 +291,18 @@ class Engine:
         ts = self.taskset
         total = ts.num_tasks * len(ts.matrix_keys)
         cached = sum(
-            self.cache.contains(ts.matrix_hash(t, k)) for k in ts.matrix_keys for t in range(ts.num_tasks)
+            self._not_adapted(t, k) or self.cache.contains(ts.matrix_hash(t, k))
+            for k in ts.matrix_keys for t in range(ts.num_tasks)
         )
         return {"cached": cached, "total": total}
+
+    def _not_adapted(self, t: int, key: str) -> bool:
+        """A LoRA task without an adapter on ``key`` (ΔW = 0: no factors to cache)."""
+        ts = self.taskset
+        if t not in ts.low_rank_tasks:
+            return False
+        low_rank = ts.task_low_rank(t, key)
+        return low_rank is not None and low_rank.rank == 0
 
     def build_cache(self, *, keys: list[str] | None = None, progress: Progress | None = None) -> int:
         """Compute and store the SVD of every (task, matrix key) not yet cached; returns how many were computed.
@@ -285,15 +321,22 @@ class Engine:
         clock = time.perf_counter
         started = clock()
         by_shape: dict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
+        low_rank_items: list[tuple[int, str, str]] = []  # LoRA tasks: decomposed from their factors
         for i, key in enumerate(keys):
             progress(i, len(keys), f"hashing {key}")
             release_mapped_pages_often()
             for t in range(ts.num_tasks):
+                low_rank = ts.task_low_rank(t, key) if t in ts.low_rank_tasks else None
+                if low_rank is not None and low_rank.rank == 0:
+                    continue  # ΔW = 0 (module not adapted): nothing to cache
                 h = ts.matrix_hash(t, key)
                 if not self.cache.contains(h):
-                    by_shape[tuple(ts.base[key].shape)].append((t, key, h))  # type: ignore[index]
+                    if low_rank is not None:
+                        low_rank_items.append((t, key, h))
+                    else:
+                        by_shape[tuple(ts.base[key].shape)].append((t, key, h))  # type: ignore[index]
         stats["hash"] = clock() - started
-        todo = sum(len(v) for v in by_shape.values())
+        todo = sum(len(v) for v in by_shape.values()) + len(low_rank_items)
         done = 0
         progress(0, max(todo, 1), f"SVD of {todo} task matrices")
         on_cuda = self.device.type == "cuda"
@@ -314,6 +357,17 @@ class Engine:
                 self.cache.put(h, factors, shape=shape)
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="svd-cache-writer") as writer:
+            for t, key, h in low_rank_items:  # O((m + n)·r²) each: no batching needed
+                with phase("svd"):
+                    delta = ts.task_low_rank(t, key)
+                    factors = delta.svd(self.device)  # type: ignore[union-attr]
+                    factors = tuple(f.cpu() for f in factors)  # type: ignore[assignment]
+                with phase("wait_for_writers"):
+                    while len(pending) > 64:
+                        pending.popleft().result()
+                pending.append(writer.submit(write, h, factors, delta.shape))  # type: ignore[union-attr]
+                done += 1
+                progress(done, todo, f"SVD from LoRA factors {delta.shape[0]}×{delta.shape[1]}: {done}/{todo}")
             def per_batch_of(shape: tuple[int, int]) -> int:
                 return max(1, self.batch_bytes // (shape[0] * shape[1] * 4))
 

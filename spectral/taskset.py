@@ -22,6 +22,7 @@ from spectral.errors import (
     ShapeMismatchError,
 )
 from spectral.heap import release_mapped_pages_often
+from spectral.lora import LowRankDelta
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,16 @@ class TaskSet:
             MATRIX_FILTERS[matrix_filter] if isinstance(matrix_filter, str) else matrix_filter
         )
         self.keys: list[str] = [k for k, v in base.items() if torch.is_floating_point(v)]
+        #: tasks whose fine-tuned state hands out its update as low-rank factors (LoRA adapters, spectral.lora)
+        self.low_rank_tasks: list[int] = [
+            t for t, state in enumerate(finetuned.values()) if callable(getattr(state, "low_rank_delta", None))]
+        if self.low_rank_tasks and len(self.low_rank_tasks) == len(self.task_names):
+            # a pool of adapters only: its task vectors live on the adapted weights; every other tensor has Δ = 0
+            # for every task, so every method leaves it as the base has it (merges copy it unchanged)
+            adapted: set[str] = set()
+            for state in finetuned.values():
+                adapted.update(state.adapted_keys())  # type: ignore[attr-defined]
+            self.keys = [k for k in self.keys if k in adapted]
         self.matrix_keys: list[str] = [k for k in self.keys if self.matrix_filter(k, base[k])]
         matrix_set = set(self.matrix_keys)
         self.other_keys: list[str] = [k for k in self.keys if k not in matrix_set]
@@ -153,7 +164,12 @@ class TaskSet:
         for key in self.keys:
             if not torch.isfinite(self.base[key]).all():
                 raise NonFiniteError(f"base model: parameter {key!r} contains NaN or Inf")
-        for task, state in self.finetuned.items():
+            release_mapped_pages_often()
+        low_rank = set(self.low_rank_tasks)
+        for t, (task, state) in enumerate(self.finetuned.items()):
+            if t in low_rank:
+                self._validate_low_rank(t)
+                continue
             extra = sorted(set(state) - base_keys)
             if extra:
                 raise MissingKeyError(
@@ -177,6 +193,30 @@ class TaskSet:
                     raise NonFiniteError(f"task {task!r}: parameter {key!r} contains NaN or Inf")
                 release_mapped_pages_often()
 
+    def _validate_low_rank(self, t: int) -> None:
+        """A low-rank task: every factor's product has the base's shape and finite values (its keys are the base's
+        by construction)."""
+        task = self.task_names[t]
+        for key in self.keys:
+            delta = self.task_low_rank(t, key)
+            if delta is None:
+                continue
+            if tuple(delta.shape) != tuple(self.base[key].shape):
+                raise ShapeMismatchError(
+                    f"task {task!r}: the update of {key!r} has shape {delta.shape} (B {tuple(delta.B.shape)}, "
+                    f"A {tuple(delta.A.shape)}), the base model has {tuple(self.base[key].shape)}"
+                )
+            if not (torch.isfinite(delta.B).all() and torch.isfinite(delta.A).all()):
+                raise NonFiniteError(f"task {task!r}: the low-rank factors of {key!r} contain NaN or Inf")
+            release_mapped_pages_often()
+
+    def task_low_rank(self, task: str | int, key: str) -> LowRankDelta | None:
+        """Δ_t of ``key`` as low-rank factors (s·B·A) when the task is a LoRA adapter — rank 0 for a weight it does
+        not adapt — else None (a full fine-tune, or a parameter that is not 2-D)."""
+        t = self.task_index(task)
+        get = getattr(self.finetuned[self.task_names[t]], "low_rank_delta", None)
+        return get(key) if callable(get) else None
+
     def task_index(self, task: str | int) -> int:
         if isinstance(task, int):
             if not 0 <= task < self.num_tasks:
@@ -188,12 +228,18 @@ class TaskSet:
             raise MissingKeyError(f"no task named {task!r}; tasks are {self.task_names}") from None
 
     def task_matrix(self, task: str | int, key: str) -> Tensor:
-        """Δ_t for one task and key, in float32 (float64 checkpoints stay float64)."""
+        """Δ_t for one task and key, in float32 (float64 checkpoints stay float64). A low-rank task's Δ_t is formed
+        from its factors (s·B·A in float32), one parameter at a time."""
+        low_rank = self.task_low_rank(task, key)
+        if low_rank is not None:
+            return low_rank.dense()
         ft = self.finetuned[self.task_names[self.task_index(task)]][key]
         return ft.to(_delta_dtype(ft)) - self.base[key]
 
     def task_matrix_dtype(self, task: str | int, key: str) -> torch.dtype:
         """The dtype :meth:`task_matrix` returns for (task, key), without computing it."""
+        if self.task_index(task) in self.low_rank_tasks and self.task_low_rank(task, key) is not None:
+            return torch.float32
         return _delta_dtype(self.finetuned[self.task_names[self.task_index(task)]][key])
 
     def task_matrix_into(self, task: str | int, key: str, out: Tensor, *, base: Tensor | None = None) -> Tensor:
@@ -203,6 +249,9 @@ class TaskSet:
         device, so that the subtraction runs there too. Subtraction is exactly rounded, so the result is the same.
         """
         t = self.task_index(task)
+        low_rank = self.task_low_rank(t, key)
+        if low_rank is not None:
+            return out.copy_(low_rank.dense(device=out.device, dtype=out.dtype))
         out.copy_(self.finetuned[self.task_names[t]][key])
         return out.sub_(self.base[key] if base is None else base)
 
@@ -229,6 +278,11 @@ class TaskSet:
         look factors up on a warm start.
         """
         t = self.task_index(task)
+        if (t, key) not in self._hashes and t in self.low_rank_tasks:
+            low_rank = self.task_low_rank(t, key)
+            if low_rank is not None:  # the factors determine Δ_t: hash them, never the dense product
+                parts = [content_hash(low_rank.B), content_hash(low_rank.A), repr(float(low_rank.scale))]
+                self._hashes[(t, key)] = combine_hashes("lowrank", parts)
         if (t, key) not in self._hashes:
             if (-1, key) not in self._hashes:
                 self._hashes[(-1, key)] = content_hash(self.base[key])

@@ -427,6 +427,7 @@ def write_hf_folder(
     """
     from safetensors.torch import save_file
 
+    from spectral.heap import release_memory
     from spectral.io import FILE_MODE, atomic_folder
 
     base = base_folder if isinstance(base_folder, HFFolder) else read_hf_folder(base_folder)
@@ -479,6 +480,7 @@ def write_hf_folder(
             save_file(shard, str(tmp / name), metadata=meta)
             weight_map.update({k: name for k in shard})
             del shard
+            release_memory()  # the base's pages this shard read, and the writer's freed buffers (spectral.heap)
         if n > 1:
             index = {"metadata": {"total_size": sum(sizes.values()), **meta}, "weight_map": weight_map}
             (tmp / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

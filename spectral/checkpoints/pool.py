@@ -739,7 +739,10 @@ def _write_cached_head(key: str, head: Tensor, meta: dict[str, str]) -> None:
 def _pool_of_spec(spec: PoolSpec, trust_pickle: bool) -> ModelPool:
     """A CheckpointPool, or an HFPool when the base is a Hugging Face model folder (config.json)."""
     from spectral.checkpoints.hf import is_language_folder
+    from spectral.checkpoints.lora import is_adapter_folder, lora_pool
 
+    if any(is_adapter_folder(t.checkpoint) for t in spec.tasks):  # LoRA adapters on the base (issue 25)
+        return lora_pool(spec, trust_pickle=trust_pickle)
     if spec.layout == "hf" or is_language_folder(spec.base):
         from spectral.checkpoints.hf_pool import HFPool
 

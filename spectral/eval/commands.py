@@ -108,7 +108,7 @@ def open_evaluator(args: argparse.Namespace, progress: Any = None, *, keep_merge
     (``eval``)."""
     from spectral.eval.evaluate import Evaluator
 
-    if args.pool.startswith(("zoo-", "lm-zoo-")):
+    if args.pool.startswith(("zoo-", "lm-zoo-", "lora-zoo-")):
         from spectral.zoo import open_zoo_pool
 
         pool = open_zoo_pool(args.pool, cache_dir=args.cache_dir, progress=progress)

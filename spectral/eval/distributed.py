@@ -41,7 +41,7 @@ def open_pool_spec(spec: str, *, cache_dir: str | Path | None = None, trust_pick
     factory = registered_factory(spec)
     if factory is not None:
         return factory()
-    if spec.startswith(("zoo-", "lm-zoo-")):
+    if spec.startswith(("zoo-", "lm-zoo-", "lora-zoo-")):
         from spectral.zoo import open_zoo_pool
 
         return open_zoo_pool(spec, cache_dir=cache_dir)

@@ -9,9 +9,10 @@ from spectral.errors import ShapeMismatchError
 from spectral.methods.base import ALPHA, LayerFactors, Method, Param, as_float, kept_rank, rank_cut_param
 
 
-def compress_factors(U: Tensor, S: Tensor, V: Tensor, *, k_frac: float) -> Tensor:
-    """TSV-C reconstruction from one task's thin SVD: top-k components, k = int(k_frac · r) (TSV Eq. 4 / Eq. 7)."""
-    k = linalg.rank_from_fraction(k_frac, S.shape[-1])
+def compress_factors(U: Tensor, S: Tensor, V: Tensor, *, k_frac: float, rank: int | None = None) -> Tensor:
+    """TSV-C reconstruction from one task's thin SVD: top-k components, k = int(k_frac · r) (TSV Eq. 4 / Eq. 7).
+    ``rank`` is r = min(m, n) when the factors are narrower than that (a LoRA task's r triplets)."""
+    k = linalg.rank_from_fraction(k_frac, rank if rank is not None else S.shape[-1])
     return linalg.reconstruct(*linalg.truncate(U, S, V, k))
 
 
@@ -36,6 +37,7 @@ def concatenated_top_k(
     """
     T, m, _ = U.shape
     n = V.shape[1]
+    k = min(k, U.shape[-1])  # factors narrower than min(m, n): a LoRA layer's r triplets (spectral.lora)
     keep = torch.zeros(T, k, dtype=torch.bool, device=S.device)
     for t in range(T):
         keep[t, : min(k, kept_rank(S[t], (m, n), rank_cut))] = True
@@ -114,7 +116,7 @@ LOW_RANK_SUM = Method(
 def tsv_c(layer: LayerFactors, *, task: int, k_frac: float = 0.1) -> Tensor:
     """TSV-C of task ``task`` of a layer from (possibly cached) factors (TSV Eq. 7)."""
     U, S, V = layer.task_svd()
-    return compress_factors(U[task], S[task], V[task], k_frac=k_frac)
+    return compress_factors(U[task], S[task], V[task], k_frac=k_frac, rank=layer.rank)
 
 
 TSV_C = Method(

@@ -249,10 +249,15 @@ def sar_layer_matrix(
         if U is None:
             U = linalg.thin_svd(sources)[0]
         if k > U.shape[-1]:
-            raise ShapeMismatchError(
-                f"SAR {layer._where()}: k_M = {k} exceeds the {U.shape[-1]} left singular vectors in task_left "
-                f"{tuple(U.shape)}"
-            )
+            # Factors narrower than k_M are fine when they hold all of Δ_j (a LoRA layer's r triplets, zero-padded:
+            # spectral.lora): directions beyond Δ_j's rank would be an arbitrary completion of a dense SVD, so the
+            # projector is onto the columns there are. Truncated factors of a higher-rank Δ_j are an error.
+            own = torch.stack([_projected_norms(U[j], sources[j : j + 1])[0] for j in range(T)])
+            if bool((own < den * (1 - 1e-4)).any()):
+                raise ShapeMismatchError(
+                    f"SAR {layer._where()}: k_M = {k} exceeds the {U.shape[-1]} left singular vectors in task_left "
+                    f"{tuple(U.shape)}, and they do not hold all of every task matrix"
+                )
         for j in range(T):
             out[:, j] = _projected_norms(U[j, :, :k], sources)
     return _ratios(out, den.unsqueeze(1)), k

@@ -68,8 +68,8 @@ def _check_factors(U: Tensor, S: Tensor, V: Tensor, what: str) -> None:
 
 
 def _resolve_k(k: int | None, available: int, full_rank: int, what: str) -> int:
-    if k is None:
-        k = full_rank
+    if k is None:  # full rank; factors narrower than that (a LoRA layer's r triplets) hold every non-zero one
+        k = min(full_rank, available)
     if isinstance(k, bool) or int(k) != k:
         raise ValueError(f"{what}: k must be a whole number, got {k!r}")
     k = int(k)

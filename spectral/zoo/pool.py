@@ -218,6 +218,10 @@ def open_zoo_pool(
     """``"zoo-8"`` / ``"zoo-14"`` / ``"zoo-20"`` (``"zoo-8-s3"`` for seed 3; ``"zoo-micro"`` for the seconds-sized
     test zoo) → the pool, building what is missing when ``build`` (minutes on a CPU for the real zoo; see
     ``python -m spectral zoo build``). ``"lm-zoo-7"`` is the language demo zoo (:func:`open_lm_zoo_pool`)."""
+    from spectral.zoo.lora import is_lora_zoo_spec, open_lora_zoo_pool
+
+    if is_lora_zoo_spec(spec):  # LoRA adapters on the zoo's tower (spectral.zoo.lora)
+        return open_lora_zoo_pool(spec, cache_dir=cache_dir, build=build, progress=progress)  # type: ignore[return-value]
     if is_lm_zoo_spec(spec):
         return open_lm_zoo_pool(spec, cache_dir=cache_dir, build=build, progress=progress)  # type: ignore[return-value]
     match = _SPEC.match(spec)
