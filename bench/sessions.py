@@ -47,6 +47,10 @@ IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stSkeleton"]') && !!document.querySelector('.js-plotly-plot')"""
 ERRORS_JS = """() => document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]')
     .length"""
+#: every session is a person at their own screen: no tab of the shared headless browser is a background tab whose
+#: timers and frames chromium throttles (which would time the browser, not the server)
+BROWSER_FLAGS = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows"]
 SLIDER = ".st-key-ml_tsv_m_alpha"  # the TSV-M α slider's container (its key): every step is a new merge
 #: done: the radar shows new data, or (a move whose accuracies did not change) the URL has the new value and the
 #: page is idle
@@ -187,7 +191,7 @@ async def _round(chromium: str, url: str, n: int, moves: int, think: float, time
 
     outside: list[str] = []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        browser = await p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", *BROWSER_FLAGS])
         try:
             # each session its own α values (7 steps apart), each round its own k fraction: no move repeats a merge
             starts = [0.2 + 0.35 * i for i in range(n)]
