@@ -13,6 +13,8 @@ in_proj 2304×768, out_proj 768×768, c_fc 3072×768, c_proj 768×3072, plus pos
                                    if everything but those calls were free
     iso_cts_step_recompute_over_cached  Iso-CTS one slider step from the default (0.8 → 0.7), same
     alpha_change_ms                latency of an alpha-only change of a whole-model merge            (goal ≤ 50)
+    alpha_bare_axpy_ms             the same run's floor: one torch.add(θ₀, Δ, alpha, out=) per tensor, nothing else
+    alpha_change_over_bare_axpy    alpha_change_ms / alpha_bare_axpy_ms: what the engine adds to the memory traffic
 
 ``--model gpt2`` uses GPT-2's shapes instead (the AdaRank paper's language setting: 12 blocks of c_attn
 2304×768, attn.c_proj 768×768, c_fc 3072×768, mlp.c_proj 768×3072 in the canonical out × in orientation, plus
@@ -274,6 +276,19 @@ def alpha_change(engine: Engine, k_frac: float) -> None:
     alphas = iter([0.5 + 0.05 * i for i in range(1000)])
     t_alpha = timed(lambda: engine.merge("tsv_m", k_frac=k_frac, alpha=next(alphas), out=merged), repeat=9)
     print(f"alpha_change_ms: {t_alpha * 1000:.2f}", flush=True)
+    # the floor of any α move that writes a float32 model: one fused θ₀ + α·Δ per tensor (read θ₀, read Δ, write)
+    base = engine.taskset.base
+    slopes = {k: torch.randn(v.shape) for k, v in base.items()}
+    outs = {k: torch.empty(v.shape) for k, v in base.items()}
+
+    def bare_axpy() -> None:
+        alpha = next(alphas)
+        for k, v in base.items():
+            torch.add(v, slopes[k], alpha=alpha, out=outs[k])
+
+    t_bare = timed(bare_axpy, repeat=9)
+    print(f"alpha_bare_axpy_ms: {t_bare * 1000:.2f}", flush=True)
+    print(f"alpha_change_over_bare_axpy: {t_alpha / t_bare:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import mmap
 import os
@@ -243,6 +244,41 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 
 # --- torch.save files -------------------------------------------------------------------------------------------
+
+def write_safetensors_stream(path: str | os.PathLike[str], layout: Mapping[str, tuple[torch.dtype, tuple[int, ...]]],
+                             tensor_of: Any, metadata: Mapping[str, str] | None = None) -> None:
+    """Write a safetensors file one tensor at a time: ``layout`` gives every tensor's dtype and shape (the header is
+    written first), ``tensor_of(key)`` computes each tensor when its bytes are due, and only that tensor is held.
+
+    ``safetensors.torch.save_file`` takes the whole dict and serialises it into one bytes object, so a 3 GB shard of
+    a merged LLM held 6 GB at once; this writes the same format (8-byte header length, JSON header padded with
+    spaces to 8 bytes, then the tensors' bytes back to back in the header's order), read back by safetensors itself
+    (tests). A tensor whose dtype or shape differs from ``layout`` raises :class:`CheckpointError`.
+    """
+    names = {dtype: name for name, dtype in _ST_DTYPES.items()}
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for key, (dtype, shape) in layout.items():
+        if dtype not in names:
+            raise CheckpointError(f"{path}: tensor {key!r} has a dtype safetensors cannot store ({dtype})")
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[key] = {"dtype": names[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for key, (dtype, shape) in layout.items():
+            value = tensor_of(key)
+            if value.dtype != dtype or tuple(value.shape) != tuple(shape):
+                raise CheckpointError(f"{path}: tensor {key!r} is {value.dtype} {tuple(value.shape)}, its header "
+                                      f"says {dtype} {tuple(shape)}")
+            f.write(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+            del value
+
 
 def _check_torch_zip(path: Path) -> None:
     """A torch.save archive is a complete zip holding ``<name>/data.pkl``."""

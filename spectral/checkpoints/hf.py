@@ -425,8 +425,8 @@ def write_hf_folder(
     Atomic: the folder is built in a temporary sibling and renamed into place, so ``out_dir`` is never half-written.
     ``inputs`` (the base and fine-tune folders) may not be ``out_dir``.
     """
-    from safetensors.torch import save_file
 
+    from spectral.checkpoints.formats import write_safetensors_stream
     from spectral.heap import release_memory
     from spectral.io import FILE_MODE, atomic_folder
 
@@ -476,10 +476,10 @@ def write_hf_folder(
         weight_map: dict[str, str] = {}
         for i, keys in enumerate(plan, start=1):
             name = SAFE_SINGLE if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
-            shard = {key: stored_tensor(key) for key in keys}
-            save_file(shard, str(tmp / name), metadata=meta)
-            weight_map.update({k: name for k in shard})
-            del shard
+            # one merged tensor at a time, header first: a shard is never held whole (nor serialised into bytes)
+            layout = {key: (base.stored[key].dtype, tuple(base.stored[key].shape)) for key in keys}
+            write_safetensors_stream(tmp / name, layout, stored_tensor, meta)
+            weight_map.update({k: name for k in keys})
             release_memory()  # the base's pages this shard read, and the writer's freed buffers (spectral.heap)
         if n > 1:
             index = {"metadata": {"total_size": sum(sizes.values()), **meta}, "weight_map": weight_map}

@@ -234,3 +234,52 @@ def test_pickle_protocols_and_legacy_serialisation(ft, tmp_path):
     ref = W.canonical_visual(clip)
     assert all(torch.equal(loaded.visual[k], ref[k]) for k in ref)
     assert pickle.HIGHEST_PROTOCOL >= 2
+
+
+def test_streamed_safetensors_equal_what_safetensors_reads(tmp_path) -> None:  # noqa: ANN001
+    """write_safetensors_stream writes one tensor at a time; safetensors' own reader gets every tensor, dtype,
+    shape and the metadata back, including 0-d, empty, bf16 and bool tensors."""
+    from safetensors import safe_open
+
+    from spectral.checkpoints.formats import write_safetensors_stream
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "b.weight": torch.randn(7, 5, generator=g).to(torch.bfloat16),
+        "a.bias": torch.randn(3, generator=g),
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "empty": torch.zeros(0, 4),
+        "mask": torch.tensor([True, False, True]),
+        "ids": torch.arange(5, dtype=torch.int64),
+        "half": torch.randn(2, 3, generator=g).half(),
+    }
+    produced: list[str] = []
+
+    def tensor_of(key: str) -> torch.Tensor:
+        produced.append(key)
+        return tensors[key]
+
+    layout = {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}
+    path = tmp_path / "x.safetensors"
+    write_safetensors_stream(path, layout, tensor_of, {"method": "tsv_m"})
+    assert produced == list(tensors)  # each computed once, in the header's order
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"method": "tsv_m"}
+        assert set(f.keys()) == set(tensors)
+        for k, v in tensors.items():
+            got = f.get_tensor(k)
+            assert got.dtype == v.dtype and got.shape == v.shape and torch.equal(got, v)
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    assert header_len % 8 == 0  # padded as safetensors pads it
+    assert path.stat().st_size == 8 + header_len + sum(v.numel() * v.element_size() for v in tensors.values())
+
+
+def test_streamed_safetensors_refuse_a_tensor_unlike_the_header(tmp_path) -> None:  # noqa: ANN001
+    from spectral.checkpoints.errors import CheckpointError
+    from spectral.checkpoints.formats import write_safetensors_stream
+
+    layout = {"w": (torch.float32, (2, 3))}
+    with pytest.raises(CheckpointError, match=r"'w' is torch.float32 \(3, 2\), its header says torch.float32 \(2, 3\)"):
+        write_safetensors_stream(tmp_path / "x.safetensors", layout, lambda k: torch.zeros(3, 2))
+    with pytest.raises(CheckpointError, match="'w' is torch.bfloat16"):
+        write_safetensors_stream(tmp_path / "y.safetensors", layout, lambda k: torch.zeros(2, 3, dtype=torch.bfloat16))

@@ -244,20 +244,30 @@ def test_written_decoder_folder_keeps_base_only_lm_head_and_loads(tmp_path, mode
 
 
 def test_atomic_write_leaves_no_half_written_folder(gpt2_pool, tmp_path, monkeypatch):
-    import safetensors.torch
+    from spectral.checkpoints import formats
 
     pool = HFPool.discover(gpt2_pool["root"])
     body = dict(pool.base_state_dict())
     calls = {"n": 0}
-    real = safetensors.torch.save_file
 
-    def failing(*args, **kwargs):
+    def failing(key):  # the second shard's disk fills up halfway through its tensors
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 2 and written["shards"] == 2:
             raise OSError("disk full")
-        return real(*args, **kwargs)
+        return produce(key)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", failing)
+    written = {"shards": 0}
+    real = formats.write_safetensors_stream
+
+    def stream(path, layout, tensor_of, metadata=None):  # noqa: ANN001, ANN202
+        nonlocal produce
+        written["shards"] += 1
+        calls["n"] = 0
+        produce = tensor_of
+        return real(path, layout, failing, metadata)
+
+    produce = None
+    monkeypatch.setattr(formats, "write_safetensors_stream", stream)
     with pytest.raises(OSError, match="disk full"):
         hf.write_hf_folder(tmp_path / "out", pool.base, body, metadata={}, max_shard_bytes=20_000)
     assert list(tmp_path.iterdir()) == []  # neither OUT_DIR nor a temporary sibling
