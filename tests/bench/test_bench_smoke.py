@@ -7,7 +7,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "engine.py"
 FIGURES = ["cache_build_over_bare_svd", "recompute_over_warm_load", "tsv_m_recompute_over_cached",
            "iso_cts_recompute_over_cached", "iso_cts_dense_lapack_ceiling",
-           "iso_cts_step_recompute_over_cached", "alpha_change_ms"]
+           "iso_cts_step_recompute_over_cached", "alpha_change_ms", "alpha_bare_axpy_ms",
+           "alpha_change_over_bare_axpy"]
 
 
 @pytest.mark.parametrize("extra", [[], ["--full-rank"]])
