@@ -16,7 +16,8 @@ suffix of ``<module>.weight`` (the base's keys have the model class's prefix str
 and B out × r there too, and canonical keys are out × in.
 
 **Hugging Face CLIP image towers.** An adapter trained on a ``CLIPVisionModel`` or a ``CLIPModel`` names modules
-``vision_model.encoder.layers.N.…`` (any prefix before ``vision_model.``), while the CLIP pools hold the base in
+``vision_model.encoder.layers.N.…`` (any prefix before ``vision_model.``; transformers ≥ 5 builds a
+``CLIPVisionModel`` without that level, so its paths are ``encoder.layers.N.…``), while the CLIP pools hold the base in
 open_clip's canonical keys (:mod:`spectral.checkpoints.keymap`). ``self_attn.out_proj``, ``mlp.fc1`` and
 ``mlp.fc2`` map through keymap's own table to ``attn.out_proj`` / ``mlp.c_fc`` / ``mlp.c_proj`` (same out × in
 orientation); ``visual_projection`` (embed × width) to ``visual.proj`` (width × embed), so ΔW is transposed there.
@@ -66,9 +67,9 @@ _FACTOR = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|
 
 
 # Hugging Face CLIP image-tower module paths (module docstring); the layer names come from keymap's _HF_LAYER
-_HF_VISION_LAYER = re.compile(r"^(?P<prefix>(?:.*\.)?)vision_model\.encoder\.layers\.(?P<layer>\d+)\.(?P<name>.+)$")
+_HF_VISION_LAYER = re.compile(r"^(?:(?:.*\.)?vision_model\.)?encoder\.layers\.(?P<layer>\d+)\.(?P<name>.+)$")
 _HF_QKV = re.compile(r"^self_attn\.(?P<part>[qkv])_proj$")
-_HF_VISION = re.compile(r"^(?:.*\.)?vision_model\.(?P<rest>.+)$")
+_HF_VISION = re.compile(r"^(?:(?:.*\.)?vision_model\.)?(?P<rest>embeddings\..+)$")
 _HF_VISUAL_PROJECTION = re.compile(r"^(?:.*\.)?visual_projection$")
 _HF_TEXT = re.compile(r"^(?:.*\.)?(?:text_model\..+|text_projection)$")
 
@@ -205,8 +206,9 @@ class LoRAAdapter:
         base_keys = list(base_shapes)
         self.skipped: list[str] = []  # HF CLIPModel text-tower modules (module docstring)
         self._hf_modules: list[str] = []  # PEFT module paths read as HF CLIP paths
-        hf_clip = any(_hf_clip_target(m) is not None for m in pairs) and not any(
-            m + ".weight" in base_shapes for m in pairs)
+        hf_clip = (any(k.startswith("visual.") for k in base_keys)  # a CLIP pool's canonical image tower
+                   and any(_hf_clip_target(m) is not None or _HF_TEXT.match(m) for m in pairs)
+                   and not any(m + ".weight" in base_shapes for m in pairs))
         fused: dict[str, dict[str, tuple[str, str, str, tuple[int, ...], tuple[int, ...]]]] = {}
         for module, found in pairs.items():
             embedding = "lora_embedding_A" in found or "lora_embedding_B" in found
