@@ -223,3 +223,56 @@ def test_clip_model_prefix_text_tower_and_named_errors(hf_clip, tmp_path) -> Non
 
     with pytest.raises(AdapterKeyError, match="no module of the CLIP image tower"):
         read_adapter(_copy(root / "a", tmp_path / "text", tensors=text_only), base)
+
+
+def _clip_model(seed: int = 0) -> Any:
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(vision_config=dict(hidden_size=D, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                                        patch_size=8, intermediate_size=48),
+                     text_config=dict(hidden_size=24, num_hidden_layers=1, num_attention_heads=4,
+                                      intermediate_size=40, vocab_size=64, bos_token_id=0, eos_token_id=1,
+                                      pad_token_id=1),
+                     projection_dim=16)
+    return CLIPModel(cfg).eval()
+
+
+@pytest.mark.parametrize("targets", [["visual_projection", "q_proj", "k_proj"], ["position_embedding", "fc2"]])
+def test_peft_on_a_clip_model_and_embeddings(tmp_path, targets) -> None:
+    """A real PEFT adapter on a whole CLIPModel: vision paths under ``vision_model.``, the visual projection
+    (transposed into open_clip's visual.proj), the text tower's q/k skipped, and an nn.Embedding (the position
+    embedding, lora_embedding_A/B); every canonical key equals PEFT's merge canonicalised."""
+    from peft import LoraConfig, get_peft_model
+
+    model = _clip_model()
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in base_state.items()}, str(tmp_path / "base.safetensors"))
+    peft_model = get_peft_model(model, LoraConfig(r=3, lora_alpha=5, target_modules=targets, lora_dropout=0.0))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = _canonical({k: v.detach().clone() for k, v in peft_model.merge_and_unload().state_dict().items()})
+    loaded = load_checkpoint(tmp_path / "base.safetensors")
+    base = loaded.visual
+    assert "visual.proj" in base
+    adapter = read_adapter(tmp_path / "adapter", base)
+    # every target name is also a module of the text tower: those are skipped
+    assert adapter.skipped and all(m.startswith("text_model.") for m in adapter.skipped)
+    state = LoRAState(base, adapter)
+    changed = set()
+    for key in base:
+        ref = merged[key].double() - base[key].double()
+        if float(ref.abs().max()) > 0:
+            changed.add(key)
+        assert torch.allclose(state[key].double() - base[key].double(), ref,
+                              atol=2e-6 * max(1.0, float(ref.abs().max())), rtol=0), key
+    assert changed == set(adapter.keys())
+    if "q_proj" in targets:
+        assert changed == {"visual.proj", "visual.transformer.resblocks.0.attn.in_proj_weight"}
+        assert adapter.modules["vision_model.encoder.layers.0.self_attn.{q,k}_proj"].key.endswith("in_proj_weight")
+    else:
+        assert changed == {"visual.positional_embedding", "visual.transformer.resblocks.0.mlp.c_proj.weight"}
