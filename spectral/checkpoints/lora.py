@@ -338,7 +338,7 @@ class LoRAAdapter:
         Bs = [self._tensors[p.b_key] for p in m.parts]
         As = [self._tensors[p.a_key] for p in m.parts]
         dtype = torch.promote_types(torch.promote_types(Bs[0].dtype, As[0].dtype), torch.float32)
-        d, n = int(Bs[0].shape[0]), int(As[0].shape[1])
+        d = int(Bs[0].shape[0])
         rank = sum(int(A.shape[0]) for A in As)
         B = torch.zeros(3 * d, rank, dtype=dtype)
         col = 0
@@ -346,8 +346,7 @@ class LoRAAdapter:
             r = int(Bp.shape[1])
             B[p.row:p.row + d, col:col + r] = Bp.to(dtype) * p.scale
             col += r
-        A = torch.cat([Ap.to(dtype) for Ap in As], dim=0)
-        assert A.shape == (rank, n)
+        A = torch.cat([Ap.to(dtype) for Ap in As], dim=0)  # (Σ r_p, n)
         return LowRankDelta(B, A, 1.0)
 
     def deltas(self) -> dict[str, "_LazyDelta"]:

@@ -14,8 +14,14 @@ from torch import Tensor
 
 from spectral.checkpoints.formats import load_checkpoint
 from spectral.checkpoints.keymap import canonicalize
-from spectral.checkpoints.lora import (AdapterKeyError, AdapterShapeError, LoRAImagePool, LoRAState, make_lora_pool,
-                                       read_adapter)
+from spectral.checkpoints.lora import (
+    AdapterKeyError,
+    AdapterShapeError,
+    LoRAImagePool,
+    LoRAState,
+    make_lora_pool,
+    read_adapter,
+)
 from spectral.lora import factor_svd
 from spectral.pool import ImagePool
 from spectral.taskset import TaskSet
@@ -162,7 +168,7 @@ def test_mixed_adapters_through_a_lora_image_pool(hf_clip) -> None:
             assert torch.allclose(ours, ref, atol=2e-6 * max(1.0, float(ref.abs().max())), rtol=0), (task, key)
             low = ts.task_low_rank(task, key)
             if low is not None and low.rank:
-                U, S, V = low.svd()
+                _, S, _ = low.svd()
                 svals = torch.linalg.svdvals(ref)[: S.shape[0]]
                 assert torch.allclose(S.double(), svals, atol=1e-5 * float(svals[0]), rtol=0), (task, key)
     # a key only b adapts: a's update is rank 0; c_proj (fc2) only b
@@ -229,12 +235,11 @@ def _clip_model(seed: int = 0) -> Any:
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
-    cfg = CLIPConfig(vision_config=dict(hidden_size=D, num_hidden_layers=1, num_attention_heads=4, image_size=32,
-                                        patch_size=8, intermediate_size=48),
-                     text_config=dict(hidden_size=24, num_hidden_layers=1, num_attention_heads=4,
-                                      intermediate_size=40, vocab_size=64, bos_token_id=0, eos_token_id=1,
-                                      pad_token_id=1),
-                     projection_dim=16)
+    vision = {"hidden_size": D, "num_hidden_layers": 1, "num_attention_heads": 4, "image_size": 32, "patch_size": 8,
+              "intermediate_size": 48}
+    text = {"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 40,
+            "vocab_size": 64, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    cfg = CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)
     return CLIPModel(cfg).eval()
 
 
