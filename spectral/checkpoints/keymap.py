@@ -10,7 +10,8 @@ Layouts:
 * Hugging Face ``CLIPVisionModel`` / ``CLIPModel`` (``vision_model.encoder.layers.N.self_attn.q_proj.weight``,
   ...): q, k and v are fused into open_clip's ``attn.in_proj_weight`` (rows q, then k, then v — the order
   ``nn.MultiheadAttention`` splits them in), ``visual_projection.weight`` (embed × width) becomes ``visual.proj``
-  (width × embed, transposed).
+  (width × embed, transposed). transformers ≥ 5 saves a ``CLIPVisionModel`` without the ``vision_model.`` prefix
+  (``embeddings.patch_embedding.weight``, ``encoder.layers.N.…``): read the same way.
 
 The result is a mapping with canonical keys; for Hugging Face checkpoints the fused entries are computed when
 read (:class:`LazyStateDict`), so a ViT-L/14 × 20 pool is never materialised at once.
@@ -85,7 +86,8 @@ class CanonicalWeights:
 
 
 def is_hf_clip(keys: list[str] | set[str] | Mapping[str, object]) -> bool:
-    return any(HF_VISION_PREFIX_RE.match(k) for k in keys)
+    return any(HF_VISION_PREFIX_RE.match(k) for k in keys) or (
+        "embeddings.patch_embedding.weight" in keys and "encoder.layers.0.self_attn.q_proj.weight" in keys)
 
 
 def canonicalize(state: Mapping[str, object], source: str) -> CanonicalWeights:
@@ -96,6 +98,8 @@ def canonicalize(state: Mapping[str, object], source: str) -> CanonicalWeights:
     hf = [m for m in (HF_VISION_PREFIX_RE.match(k) for k in keys) if m]
     if hf:
         return _canonicalize_hf(tensors, hf[0].group(1), source)
+    if "embeddings.patch_embedding.weight" in tensors and "encoder.layers.0.self_attn.q_proj.weight" in tensors:
+        return _canonicalize_hf(tensors, "", source, vision_prefix="")  # transformers ≥ 5 CLIPVisionModel
     oc = sorted((m.group(1) for m in (_OPEN_CLIP_VISUAL_RE.match(k) for k in keys) if m), key=len)
     if oc:
         prefix = oc[0]
@@ -149,8 +153,9 @@ _HF_LAYER_RE = re.compile(r"^encoder\.layers\.(\d+)\.(.+)$")
 _HF_IGNORED = ("embeddings.position_ids",)
 
 
-def _canonicalize_hf(tensors: dict[str, Tensor], prefix: str, source: str) -> CanonicalWeights:
-    vp = prefix + "vision_model."
+def _canonicalize_hf(tensors: dict[str, Tensor], prefix: str, source: str, *,
+                     vision_prefix: str = "vision_model.") -> CanonicalWeights:
+    vp = prefix + vision_prefix
     getters: dict[str, Callable[[], Tensor]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     qkv: dict[tuple[int, str], dict[str, str]] = {}  # (layer, weight|bias) -> {q|k|v: hf key}

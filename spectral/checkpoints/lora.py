@@ -15,6 +15,22 @@ suffix of ``<module>.weight`` (the base's keys have the model class's prefix str
 ``layers.0…``). Exactly one base key must match. GPT-2's Conv1D weights need nothing special: PEFT's A is r × in
 and B out × r there too, and canonical keys are out × in.
 
+**Hugging Face CLIP image towers.** An adapter trained on a ``CLIPVisionModel`` or a ``CLIPModel`` names modules
+``vision_model.encoder.layers.N.…`` (any prefix before ``vision_model.``; transformers ≥ 5 builds a
+``CLIPVisionModel`` without that level, so its paths are ``encoder.layers.N.…``), while the CLIP pools hold the base in
+open_clip's canonical keys (:mod:`spectral.checkpoints.keymap`). ``self_attn.out_proj``, ``mlp.fc1`` and
+``mlp.fc2`` map through keymap's own table to ``attn.out_proj`` / ``mlp.c_fc`` / ``mlp.c_proj`` (same out × in
+orientation); ``visual_projection`` (embed × width) to ``visual.proj`` (width × embed), so ΔW is transposed there.
+q, k and v are one fused open_clip weight, ``attn.in_proj_weight`` (3d × d, rows q then k then v), so the
+adapted projections of a layer make ONE low-rank update of it:
+
+    ΔW_in = [s_q B_q A_q; s_k B_k A_k; s_v B_v A_v] = blockdiag(s_q B_q, s_k B_k, s_v B_v) · vstack(A_q, A_k, A_v),
+
+a factor pair of rank r_q + r_k + r_v (a projection the adapter leaves alone has no block: its rows are zero), so
+the factor SVD still applies and no dense 3d × d matrix is formed. Modules of a ``CLIPModel``'s text tower
+(``text_model.…``, ``text_projection``) are not part of an image pool's body: they are skipped with a warning
+(:attr:`LoRAAdapter.skipped`) — the pool's heads come from the base's text tower.
+
 Files are memory-mapped (safetensors); factors are read when first used. Every error names the file, the key and
 the shapes: :class:`AdapterConfigError`, :class:`AdapterKeyError`, :class:`AdapterShapeError` (CLI exit status 2).
 """
@@ -33,6 +49,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from spectral.checkpoints.keymap import _HF_LAYER, _HF_SIMPLE
 from spectral.errors import CheckpointError, MissingKeyError, ShapeMismatchError
 from spectral.lora import LowRankDelta, lora_scale
 from spectral.pool import ImagePool, ModelPool
@@ -47,6 +64,37 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 
 _FACTOR = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|"
                      r"lora_embedding_B)(?:\.[^.]+)?(?:\.weight)?$")
+
+
+# Hugging Face CLIP image-tower module paths (module docstring); the layer names come from keymap's _HF_LAYER
+_HF_VISION_LAYER = re.compile(r"^(?:(?:.*\.)?vision_model\.)?encoder\.layers\.(?P<layer>\d+)\.(?P<name>.+)$")
+_HF_QKV = re.compile(r"^self_attn\.(?P<part>[qkv])_proj$")
+_HF_VISION = re.compile(r"^(?:(?:.*\.)?vision_model\.)?(?P<rest>embeddings\..+)$")
+_HF_VISUAL_PROJECTION = re.compile(r"^(?:.*\.)?visual_projection$")
+_HF_TEXT = re.compile(r"^(?:.*\.)?(?:text_model\..+|text_projection)$")
+
+
+def _hf_clip_target(module: str) -> tuple[str, str | None, bool] | None:
+    """Where an HF CLIP vision module's weight lives in the canonical keys: (canonical key, q/k/v part of the fused
+    ``in_proj_weight`` or None, ΔW of a Linear transposed); None when ``module`` is no HF CLIP image-tower path.
+    The names come from keymap's tables (``_HF_LAYER``, ``_HF_SIMPLE``), which canonicalise the base itself."""
+    if _HF_VISUAL_PROJECTION.match(module):
+        return "visual.proj", None, True
+    top = _HF_VISION.match(module)
+    if top is not None and top.group("rest") + ".weight" in _HF_SIMPLE:  # e.g. the position embedding (nn.Embedding)
+        return "visual." + _HF_SIMPLE[top.group("rest") + ".weight"], None, False
+    m = _HF_VISION_LAYER.match(module)
+    if m is None:
+        return None
+    layer, name = m.group("layer"), m.group("name")
+    block = f"visual.transformer.resblocks.{layer}."
+    canonical = _HF_LAYER.get(name + ".weight")
+    if canonical is not None:
+        return block + canonical, None, False
+    q = _HF_QKV.match(name)
+    if q is not None:
+        return block + "attn.in_proj_weight", q.group("part"), False
+    return None
 
 
 class AdapterError(CheckpointError):
@@ -81,13 +129,25 @@ def _pattern_value(patterns: Mapping[str, Any], module: str, default: Any) -> An
 
 
 @dataclass
-class _Module:
+class _Part:
+    """One q/k/v projection's factors inside a fused ``in_proj_weight`` update (rows ``row`` … ``row + d``)."""
+
     module: str  # PEFT module path
+    a_key: str
+    b_key: str
+    scale: float
+    row: int
+
+
+@dataclass
+class _Module:
+    module: str  # PEFT module path (for a fused q/k/v update: ``….self_attn.{q,v}_proj``)
     key: str  # the base's canonical weight key
     a_key: str
     b_key: str
-    embedding: bool
+    transposed: bool  # ΔW = (s·B·A)ᵀ: embeddings, and HF CLIP's visual_projection
     scale: float
+    parts: tuple[_Part, ...] = ()  # a fused HF CLIP q/k/v update: its projections (a_key, b_key, scale unused)
 
 
 class LoRAAdapter:
@@ -128,6 +188,7 @@ class LoRAAdapter:
         stored = list(self._tensors)
         self._shapes = {k: tuple(v.shape) for k, v in self._tensors.items()}
         self.modules: dict[str, _Module] = {}
+        self._fused_scales: dict[tuple[str, str], float] = {}
         self._map(stored, base_shapes)
         self._check_targets(base_shapes)
 
@@ -143,6 +204,12 @@ class LoRAAdapter:
                     "lora_embedding_B); modules_to_save and other full weights in an adapter are not supported")
             pairs.setdefault(match.group("module"), {})[match.group("kind")] = key
         base_keys = list(base_shapes)
+        self.skipped: list[str] = []  # HF CLIPModel text-tower modules (module docstring)
+        self._hf_modules: list[str] = []  # PEFT module paths read as HF CLIP paths
+        hf_clip = (any(k.startswith("visual.") for k in base_keys)  # a CLIP pool's canonical image tower
+                   and any(_hf_clip_target(m) is not None or _HF_TEXT.match(m) for m in pairs)
+                   and not any(m + ".weight" in base_shapes for m in pairs))
+        fused: dict[str, dict[str, tuple[str, str, str, tuple[int, ...], tuple[int, ...]]]] = {}
         for module, found in pairs.items():
             embedding = "lora_embedding_A" in found or "lora_embedding_B" in found
             a_kind, b_kind = ("lora_embedding_A", "lora_embedding_B") if embedding else ("lora_A", "lora_B")
@@ -150,37 +217,90 @@ class LoRAAdapter:
                 if kind not in found:
                     other = next(iter(found.values()))
                     raise AdapterKeyError(f"{self.weights_file}: {other!r} has no partner {kind} for module {module!r}")
-            key = self._base_key(module, base_keys)
             a_shape, b_shape = self._shapes[found[a_kind]], self._shapes[found[b_kind]]
+            if hf_clip and _HF_TEXT.match(module):
+                self.skipped.append(module)
+                self._hf_modules.append(module)
+                continue
+            target = _hf_clip_target(module) if hf_clip else None
+            if target is not None:
+                canonical, part, transposed = target
+                self._hf_modules.append(module)
+                transposed = transposed or embedding
+                key = self._base_key(canonical, base_keys, module=module, suffix="")
+            else:
+                part, transposed = None, embedding
+                key = self._base_key(module, base_keys)
             where = f"{self.weights_file}: module {module!r} (base key {key!r})"
             if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
                 raise AdapterShapeError(f"{where}: {a_kind} {a_shape} and {b_kind} {b_shape} are not r × in and "
                                         "out × r factors of one rank r")
             r = int(a_shape[0])
             base_shape = tuple(base_shapes[key])
-            # the weight's (out, in): Linear's own; an embedding's weight is (num_embeddings, dim) = (A's in, B's out)
-            expected = (a_shape[1], b_shape[0]) if embedding else (b_shape[0], a_shape[1])
-            if len(base_shape) != 2 or base_shape != expected:
-                raise AdapterShapeError(f"{where}: {a_kind} {a_shape} and {b_kind} {b_shape} give an update of shape "
-                                        f"{expected}, the base's weight is {base_shape}")
             rank_cfg = _pattern_value(cfg.get("rank_pattern") or {}, module, cfg["r"])
             if int(rank_cfg) != r:
                 raise AdapterShapeError(f"{where}: the factors have rank {r}, {CONFIG_FILE} says r = {rank_cfg}")
             alpha = _pattern_value(cfg.get("alpha_pattern") or {}, module, cfg["lora_alpha"])
+            scale = lora_scale(float(alpha), r, use_rslora=self.use_rslora)
+            if part is not None:  # one block of the fused in_proj_weight: checked when the layer is complete
+                fused.setdefault(key, {})[part] = (module, found[a_kind], found[b_kind], a_shape, b_shape)
+                self._fused_scales[(key, part)] = scale
+                continue
+            # the weight's (out, in): Linear's own; an embedding's weight is (num_embeddings, dim) = (A's in, B's out)
+            expected = (a_shape[1], b_shape[0]) if transposed else (b_shape[0], a_shape[1])
+            if len(base_shape) != 2 or base_shape != expected:
+                what = " (transposed, as open_clip stores it)" if transposed and not embedding else ""
+                raise AdapterShapeError(f"{where}: {a_kind} {a_shape} and {b_kind} {b_shape} give an update of shape "
+                                        f"{expected}{what}, the base's weight is {base_shape}")
             if key in {m.key for m in self.modules.values()}:
                 raise AdapterKeyError(f"{where}: two adapted modules map to the same base key")
-            self.modules[module] = _Module(module, key, found[a_kind], found[b_kind], embedding,
-                                           lora_scale(float(alpha), r, use_rslora=self.use_rslora))
+            self.modules[module] = _Module(module, key, found[a_kind], found[b_kind], transposed, scale)
+        for key, parts in fused.items():
+            self._map_fused(key, parts, tuple(base_shapes[key]))
+        if hf_clip and not self.modules:
+            raise AdapterKeyError(f"{self.weights_file}: the adapter adapts no module of the CLIP image tower (only "
+                                  f"text-tower modules such as {self.skipped[:3]}), so it is no task of an image pool")
+        if self.skipped:
+            log.warning("%s: %d text-tower module(s) of a CLIPModel adapter skipped (an image pool's body is the image "
+                        "tower): %s", self.weights_file, len(self.skipped), self.skipped[:3])
 
-    def _base_key(self, module: str, base_keys: list[str]) -> str:
-        weight = module + ".weight"
+    def _map_fused(self, key: str, parts: Mapping[str, tuple[str, str, str, tuple[int, ...], tuple[int, ...]]],
+                   base_shape: tuple[int, ...]) -> None:
+        """The q/k/v blocks of one fused ``in_proj_weight`` (3d × d): each B is d × r, each A r × d."""
+        modules = [parts[p][0] for p in "qkv" if p in parts]
+        if len(base_shape) != 2 or base_shape[0] % 3 != 0:
+            raise AdapterShapeError(f"{self.weights_file}: modules {modules} map to base key {key!r} of shape "
+                                    f"{base_shape}, which is not a fused q/k/v weight (3d × d)")
+        d = base_shape[0] // 3
+        out: list[_Part] = []
+        for row, p in enumerate("qkv"):
+            if p not in parts:
+                continue
+            module, a_key, b_key, a_shape, b_shape = parts[p]
+            if (b_shape[0], a_shape[1]) != (d, base_shape[1]):
+                raise AdapterShapeError(
+                    f"{self.weights_file}: module {module!r} (base key {key!r}, rows {row * d}–{(row + 1) * d}): "
+                    f"lora_A {a_shape} and lora_B {b_shape} give an update of shape {(b_shape[0], a_shape[1])}, "
+                    f"the {p} block of the base's fused weight {base_shape} is {(d, base_shape[1])}")
+            out.append(_Part(module, a_key, b_key, self._fused_scales[(key, p)], row * d))
+        if key in {m.key for m in self.modules.values()}:
+            raise AdapterKeyError(f"{self.weights_file}: modules {modules} (base key {key!r}): two adapted modules map "
+                                  "to the same base key")
+        prefix = modules[0].rsplit(".", 1)[0]
+        name = f"{prefix}.{{{','.join(p for p in 'qkv' if p in parts)}}}_proj"
+        self.modules[name] = _Module(name, key, "", "", False, 1.0, tuple(out))
+
+    def _base_key(self, path: str, base_keys: list[str], *, module: str | None = None, suffix: str = ".weight") -> str:
+        """The one base key of ``path + suffix`` (``module``: the PEFT path when ``path`` is its canonical name)."""
+        weight = path + suffix
         if weight in base_keys:
             return weight
         matches = [k for k in base_keys if k.endswith("." + weight) or weight.endswith("." + k)]
         if len(matches) != 1:
             what = "no" if not matches else f"{len(matches)} ({', '.join(matches[:3])})"
-            raise AdapterKeyError(f"{self.weights_file}: module {module!r} matches {what} weight of the base "
-                                  f"(expected one key ending in {weight!r} or of which it ends)")
+            via = f" (a Hugging Face CLIP path, open_clip's {weight!r})" if module is not None else ""
+            raise AdapterKeyError(f"{self.weights_file}: module {module or path!r}{via} matches {what} weight of the "
+                                  f"base (expected one key ending in {weight!r} or of which it ends)")
         return matches[0]
 
     def _check_targets(self, base_shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -189,6 +309,9 @@ class LoRAAdapter:
             return
         names = {part for k in base_shapes for part in k.split(".")}
         names |= {".".join(k.split(".")[i:-1]) for k in base_shapes for i in range(len(k.split(".")) - 1)}
+        for module in self._hf_modules:  # HF CLIP paths: the module names of the model PEFT wrapped
+            parts = module.split(".")
+            names |= set(parts) | {".".join(parts[i:]) for i in range(len(parts))}
         missing = [t for t in targets if t not in names]
         if missing:
             raise AdapterKeyError(f"{self.path / CONFIG_FILE}: target module(s) {missing} are not modules of the base "
@@ -201,11 +324,30 @@ class LoRAAdapter:
 
     def delta(self, module: str) -> LowRankDelta:
         m = self.modules[module]
+        if m.parts:
+            return self._fused_delta(m)
         A = self._tensors[m.a_key]
         B = self._tensors[m.b_key]
-        if m.embedding:  # ΔW = (s·B·A)ᵀ = s·Aᵀ·Bᵀ
+        if m.transposed:  # ΔW = (s·B·A)ᵀ = s·Aᵀ·Bᵀ
             return LowRankDelta(A.mT, B.mT, m.scale)
         return LowRankDelta(B, A, m.scale)
+
+    def _fused_delta(self, m: _Module) -> LowRankDelta:
+        """ΔW_in = blockdiag(s_q B_q, s_k B_k, s_v B_v) · vstack(A_q, A_k, A_v) over the adapted projections (module
+        docstring): rank Σ r_p, the scales folded into B (in at least float32), so the pair's scale is 1."""
+        Bs = [self._tensors[p.b_key] for p in m.parts]
+        As = [self._tensors[p.a_key] for p in m.parts]
+        dtype = torch.promote_types(torch.promote_types(Bs[0].dtype, As[0].dtype), torch.float32)
+        d = int(Bs[0].shape[0])
+        rank = sum(int(A.shape[0]) for A in As)
+        B = torch.zeros(3 * d, rank, dtype=dtype)
+        col = 0
+        for p, Bp in zip(m.parts, Bs):
+            r = int(Bp.shape[1])
+            B[p.row:p.row + d, col:col + r] = Bp.to(dtype) * p.scale
+            col += r
+        A = torch.cat([Ap.to(dtype) for Ap in As], dim=0)  # (Σ r_p, n)
+        return LowRankDelta(B, A, 1.0)
 
     def deltas(self) -> dict[str, "_LazyDelta"]:
         return {m.key: _LazyDelta(self, m.module) for m in self.modules.values()}
@@ -215,7 +357,7 @@ class LoRAAdapter:
         from spectral.taskset import content_hash
 
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for module in sorted(self.modules):
+        for module in sorted(self.modules):  # a fused q/k/v update hashes its assembled factors
             d = self.delta(module)
             h.update(f"{module}:{content_hash(d.B)}:{content_hash(d.A)}:{d.scale!r}".encode())
         return h.hexdigest()
