@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=4, help="slider moves per session (default 4, at most 6)")
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's moves (default 1)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a move or page may take")
+    parser.add_argument("--keep-log", default=None, help="copy the server's log here at the end")
     parser.add_argument("--browsers-share-cpu", action="store_true",
                         help="run the browsers at the server's priority (default: nice 19, as if they ran elsewhere)")
     args = parser.parse_args(argv)
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             p50 = statistics.median(latencies) if latencies else float("nan")
             p95 = _p95(latencies)
             summary[n] = (p50, p95, errors, peak)
+            print(f"# latencies at N = {n} (ms, session by session): {[round(x) for x in latencies]}")
             total_errors += errors
             print(f"sessions_{n}_moves: {len(latencies)}")
             print(f"sessions_{n}_p50_ms: {p50:.0f}")
@@ -294,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if args.keep_log:
+            shutil.copyfile(log, args.keep_log)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
