@@ -54,10 +54,13 @@ ERRORS_JS = """() => document.querySelectorAll('[data-testid="stException"], [da
 BROWSER_FLAGS = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                  "--disable-backgrounding-occluded-windows"]
 SLIDER = ".st-key-ml_tsv_m_alpha"  # the TSV-M α slider's container (its key): every step is a new merge
-#: done: the radar shows new data, or (a move whose accuracies did not change) the URL has the new value and the
-#: page is idle
-DONE_JS = f"""([b, want]) => {{ const now = ({CHART_JS})(); if (now !== b) return true;
-    return location.search.includes(want) && ({IDLE_JS})(); }}"""
+#: done: the radar is drawn with new data; or (a move whose accuracies did not change) the radar left the page
+#: during the rerun, is back, the URL has the new value and the page is idle. (A radar that merely left the page,
+#: replaced by the progress box while the merge is evaluated, is not done: ``now`` is null then.)
+DONE_JS = f"""([b, want]) => {{ const now = ({CHART_JS})();
+    if (now === null) {{ window.__radarGone = true; return false; }}
+    if (now !== b) return true;
+    return !!window.__radarGone && location.search.includes(want) && ({IDLE_JS})(); }}"""
 
 
 def micro_pool() -> Any:
@@ -66,6 +69,13 @@ def micro_pool() -> Any:
     from spectral.zoo import ZooPool
 
     return ZooPool(os.environ["SPECTRAL_BENCH_MICRO_ROOT"])
+
+
+def _trace(event: str, **fields: Any) -> None:
+    """The bench's own events, in the server's trace file (``$SPECTRAL_TRACE``), to line moves up with jobs."""
+    from spectral.serving import trace
+
+    trace(event, **fields)
 
 
 def _free_port() -> int:
@@ -168,14 +178,18 @@ async def _session(browser: Any, url: str, start: float, k_frac: float, moves: i
             before = await page.evaluate(CHART_JS)
             slider = page.locator(SLIDER).get_by_role("slider")
             await slider.focus()
+            await page.evaluate("() => { window.__radarGone = false; }")
             t0 = time.perf_counter()
+            _trace("move_start", alpha_start=start, move=move)
             await page.keyboard.press("ArrowRight")
             try:
                 want = f"ml_tsv_m_alpha={start + 0.05 * (move + 1):.2f}".rstrip("0").rstrip(".")
                 await page.wait_for_function(DONE_JS, arg=[before, want], timeout=timeout_ms)
                 latencies.append(1000 * (time.perf_counter() - t0))
+                _trace("move_done", alpha_start=start, move=move, ms=round(latencies[-1]))
             except Exception:  # noqa: BLE001 - a move that never showed its result
                 errors += 1
+                _trace("move_timeout", alpha_start=start, move=move)
             await _settle(page, timeout_ms)
             errors += int(await page.evaluate(ERRORS_JS))
             await page.wait_for_timeout(1000 * think)
@@ -240,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         wrapper.chmod(0o755)
         chromium = str(wrapper)
     env: dict[str, str] = {"SPECTRAL_CACHE_DIR": str(work / "cache")}  # fresh SVD cache and results store
+    os.environ["SPECTRAL_TRACE"] = env["SPECTRAL_TRACE"] = str(work / "trace.jsonl")
     pool = args.pool
     if pool == "micro":
         from spectral.zoo import build_micro_zoo
@@ -298,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
         if args.keep_log:
             shutil.copyfile(log, args.keep_log)
+            if (work / "trace.jsonl").exists():
+                shutil.copyfile(work / "trace.jsonl", Path(args.keep_log).with_suffix(".trace.jsonl"))
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -74,6 +75,7 @@ def wait_for(job: Job[Any], label: str) -> Any:
     the user closes the tab and no other session waits for it, it is cancelled (:mod:`spectral.serving`). A queued
     job's bar says how many jobs are ahead of it."""
     job.attach(session_id())
+    t0 = time.perf_counter()
     if not job.wait(QUICK_WAIT_S):
         holder = st.empty()
         with holder.container():
@@ -82,6 +84,7 @@ def wait_for(job: Job[Any], label: str) -> Any:
                 while not job.wait(POLL_S):
                     bar.progress(job.fraction, text=job.text[:120])
         holder.empty()
+    serving.trace("waited", job=label, session=session_id(), s=round(time.perf_counter() - t0, 3))
     return job.result()
 
 

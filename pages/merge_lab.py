@@ -4,10 +4,12 @@ accuracy and NAI (Iso Eq. 4). Stored test-time adaptation results (AdaRank, AdaM
 page) can be drawn next to them."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from pages import _ui
-from spectral import analysis
+from spectral import analysis, serving
 from spectral.adapt.session import stored_adaptations
 from spectral.adapt.store import adapted_runs
 
@@ -38,6 +40,14 @@ elif runs is not None:
 
 @st.fragment
 def lab() -> None:
+    t0 = time.perf_counter()
+    try:
+        lab_body()
+    finally:
+        serving.trace("merge_lab", session=_ui.session_id(), s=round(time.perf_counter() - t0, 3))
+
+
+def lab_body() -> None:
     if not methods:
         st.info("Choose at least one method.")
         return

@@ -36,7 +36,7 @@ from spectral.errors import SpectralError
 from spectral.figures.source import freeze  # noqa: F401 - memo keys of settings; re-exported for the pages
 from spectral.pool import ModelPool
 from spectral.roots import OutsidePoolRootsError, bounded_reads, check_path, check_paths, paths_in
-from spectral.serving import JobCancelled, JobQueue, Waiters, job_queue
+from spectral.serving import JobCancelled, JobQueue, Waiters, job_queue, trace
 from spectral.taskset import TaskSet
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,8 @@ class Job(Generic[T]):
         return self._result  # type: ignore[return-value]
 
     def _run(self, fn: Callable[[Progress], T], on_success: Callable[[T], None] | None) -> None:
+        trace("job_run", job=self.label, key=_short(self.key), priority=self.priority,
+              waited_s=round(time.perf_counter() - self.started, 3))
         try:
             value = fn(self.progress)
             if on_success is not None:
@@ -265,7 +267,17 @@ class Job(Generic[T]):
                 log.warning("job %s failed: %s", self.label or self.key, err)
         finally:
             self.finished = time.perf_counter()
+            trace("job_done", job=self.label, key=_short(self.key), priority=self.priority,
+                  total_s=round(self.finished - self.started, 3), error=type(self._error).__name__
+                  if self._error is not None else None)
             self._done.set()
+
+
+def _short(key: Hashable) -> str:
+    """A memo key, short enough for a trace line."""
+    import hashlib
+
+    return hashlib.blake2s(repr(key).encode(), digest_size=4).hexdigest()
 
 
 class JobRunner:
@@ -291,6 +303,7 @@ class JobRunner:
                 return job.attach(session)
             job = Job(key, label)
             job.priority = 1 if background else 0
+            trace("job_submit", job=label, key=_short(key), priority=job.priority, heavy=heavy, session=session)
             job.attach(session)
             if heavy:
                 job.queue = job_queue()

@@ -17,6 +17,7 @@ whether a session id is still connected.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import threading
@@ -30,6 +31,8 @@ from spectral.roots import POOL_ROOTS_ENV, OutsidePoolRootsError, check_path, po
 log = logging.getLogger(__name__)
 
 ALLOW_PICKLE_ENV = "SPECTRAL_ALLOW_PICKLE"
+#: a JSON-lines file the server appends job and rerun timings to (``bench/sessions.py`` reads it); unset: nothing
+TRACE_ENV = "SPECTRAL_TRACE"
 MAX_JOBS_ENV = "SPECTRAL_MAX_JOBS"
 #: a session that has been disconnected this long no longer keeps a job alive (a reconnecting tab keeps it)
 SESSION_GRACE_S = 10.0
@@ -37,6 +40,22 @@ SESSION_GRACE_S = 10.0
 
 class JobCancelled(SpectralError, RuntimeError):
     """A job was cancelled: every session waiting for it closed, or it was cancelled explicitly."""
+
+
+# -- timings --------------------------------------------------------------------------------------------------
+_TRACE_LOCK = threading.Lock()
+
+
+def trace(event: str, **fields: object) -> None:
+    """Append ``{"t": wall-clock seconds, "event": event, "thread": name, **fields}`` to ``$SPECTRAL_TRACE`` when
+    it is set (a no-op otherwise): where a slow slider move spent its time, job by job and rerun by rerun."""
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return
+    line = json.dumps({"t": round(time.time(), 4), "event": event, "thread": threading.current_thread().name,
+                       **fields}, default=str)
+    with _TRACE_LOCK, open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
 
 
 # -- where the server listens -------------------------------------------------------------------------------------
@@ -222,6 +241,7 @@ class JobQueue:
             self._running.remove(job)
             self._waiting.insert(0, job)  # first of its priority: it resumes before later background work
             self._cond.notify_all()
+            trace("job_yield", job=getattr(job, "label", ""))
             try:
                 self._wait_for_turn(job, "paused for an interactive job")
             finally:
@@ -229,6 +249,7 @@ class JobQueue:
                 self._cond.notify_all()
             self._running.append(job)
             job.text = "resuming…"
+            trace("job_resume", job=getattr(job, "label", ""))
         return True
 
     def ahead_of(self, job: Queued) -> int | None:
