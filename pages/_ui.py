@@ -396,14 +396,44 @@ def export_columns(kind: str) -> str:
 
 
 # -- figures -----------------------------------------------------------------------------------------------------------
-def figure_data(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> registry.FigureData:
-    """Memoised figure data; computed in a background job with a progress bar when not yet known."""
+def figure_data(ws: Workspace, kind: str, settings: Mapping[str, Any], *, slot: str | None = None
+                ) -> registry.FigureData:
+    """Memoised figure data; computed in a background job with a progress bar when not yet known. ``slot``: the
+    figure on the page this data is for (see :func:`claim`)."""
     resolved = registry.resolve_settings(kind, settings)
     title = registry.get_kind(kind).title
     job = ws.compute(registry.data_key(kind, resolved),
                      lambda progress: registry.get_kind(kind).compute(ws, resolved, progress), label=title,
                      heavy=registry.get_kind(kind).evaluates, session=session_id())
+    claim(slot, job)
     return wait_for(job, f"Computing: {title}…")
+
+
+#: session-state key: {figure slot on a page: the job computing what that slot shows}
+_CLAIMS = "_figure_jobs"
+
+
+def claim(slot: str | None, job: Job[Any]) -> None:
+    """This session's figure ``slot`` now waits for ``job``: the job it waited for before (the slider has moved
+    on since) loses this session as a waiter and, when no other session waits for it, leaves the server's queue
+    unrun. So dragging a slider through ten values queues one evaluation, not ten."""
+    if slot is None:
+        return
+    claims: dict[str, Job[Any]] = st.session_state.setdefault(_CLAIMS, {})
+    previous = claims.get(slot)
+    claims[slot] = job
+    if previous is not None and previous is not job and not any(j is previous for j in claims.values()):
+        previous.detach(session_id())
+
+
+def server_busy(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> bool:
+    """Whether other sessions keep the server's queue busy (their jobs run or wait, or did seconds ago), so a new
+    job for this figure would likely queue behind theirs. False when the figure's own job already runs or waits
+    (started by another session): joining it is the quickest way to the result."""
+    job = ws.jobs.get(registry.data_key(kind, registry.resolve_settings(kind, settings)))
+    if job is not None and not job.done and not job.cancel_requested:
+        return False
+    return serving.job_queue().others_active(session_id())
 
 
 def figure_ready(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> bool:
@@ -411,14 +441,16 @@ def figure_ready(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> bool:
     return registry.data_key(kind, registry.resolve_settings(kind, settings)) in ws.memo
 
 
-def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any]) -> Any:
+def figure_job(ws: Workspace, kind: str, settings: Mapping[str, Any], *, slot: str | None = None) -> Any:
     """Start (or find) the background job computing a figure's data, without waiting for it (it yields its queue
-    slot to the estimates sessions wait for on screen)."""
+    slot to the estimates sessions wait for on screen). ``slot``: as for :func:`figure_data`."""
     resolved = registry.resolve_settings(kind, settings)
-    return ws.compute(registry.data_key(kind, resolved),
-                      lambda progress: registry.get_kind(kind).compute(ws, resolved, progress),
-                      label=registry.get_kind(kind).title, heavy=registry.get_kind(kind).evaluates,
-                      session=session_id(), background=True)
+    job = ws.compute(registry.data_key(kind, resolved),
+                     lambda progress: registry.get_kind(kind).compute(ws, resolved, progress),
+                     label=registry.get_kind(kind).title, heavy=registry.get_kind(kind).evaluates,
+                     session=session_id(), background=True)
+    claim(slot, job)
+    return job
 
 
 def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: str,
@@ -429,7 +461,7 @@ def show_figure(ws: Workspace, kind: str, settings: Mapping[str, Any], *, key: s
     shown, :mod:`spectral.figures.captions`)."""
     url_warnings()
     with guard(registry.get_kind(kind).title):
-        data = figure_data(ws, kind, settings)
+        data = figure_data(ws, kind, settings, slot=key)
         fig = registry.build(kind, data, settings)
         fig.update_layout(margin=dict(t=30, b=40))  # on screen only; the paper template sets its own
         fit_screen_legend(fig)  # many tasks + merges: legend above the plot, nothing cut off

@@ -40,11 +40,13 @@ elif runs is not None:
 
 @st.fragment
 def lab() -> None:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     try:
         lab_body()
     finally:
-        serving.trace("merge_lab", session=_ui.session_id(), s=round(time.perf_counter() - t0, 3))
+        serving.trace("merge_lab", session=_ui.session_id(), s=round(time.perf_counter() - t0, 3),
+                      cpu_s=round(time.thread_time() - cpu0, 3), estimate=st.session_state.get("ml_refining")
+                      is not None)
 
 
 def lab_body() -> None:
@@ -64,7 +66,14 @@ def lab_body() -> None:
                      bind="query-params", persist_state="session")
     settings = {"methods": methods, "params": params, "value": value, "adapted": adapted}
     # On pools with large test splits: a stratified subsample first (seconds), the whole split in the background.
-    live_n = ws.live_subsample()
+    # Under load (other sessions' merges queued), small splits get a quicker estimate too, refined the same way.
+    busy = _ui.server_busy(ws, "radar", settings)
+    live_n = ws.live_subsample(busy=busy)
+    if live_n is None and st.session_state.get("ml_refining") == settings:
+        # the estimate on screen stays until its refinement is done (the page's own rerun would otherwise wait,
+        # in the foreground, for the whole split the estimate stands in for)
+        live_n = st.session_state.get("ml_estimate_n")
+    st.session_state["ml_estimate_n"] = live_n
     estimate = live_n is not None and not _ui.figure_ready(ws, "radar", settings)
     shown = {**settings, "subsample": live_n} if estimate else settings
     failed = st.session_state.get("ml_refine_failed") or {}
@@ -78,7 +87,9 @@ def lab_body() -> None:
                    "model (TSV Fig. 4).")
         if estimate:
             caption += (f" **Estimate** from a fixed, class-stratified subsample of {live_n} test images per task; "
-                        "bars: 95% Wilson intervals. The whole test split is being evaluated in the background.")
+                        "bars: 95% Wilson intervals. The whole test split is being evaluated in the background"
+                        + (" once the server is free: other sessions' merges are queued." if busy
+                           and ws.live_subsample() is None else "."))
         data = _ui.show_figure(ws, "radar", shown, key="radar", caption=caption)
     with right:
         if data is not None:
@@ -97,7 +108,7 @@ def lab_body() -> None:
             published_beside(analysis.accuracy_summary(data.table))
     if refining:
         # The whole split, in the background (memoised when done), started once the estimate is on screen.
-        _ui.figure_job(ws, "radar", settings)
+        _ui.figure_job(ws, "radar", settings, slot="radar_refine")
         if st.session_state.get("ml_polling") is False:
             # Only this fragment reran (a slider move) and no poller is registered: one app rerun registers it.
             # The poller exists only while a refinement runs, so an idle page exchanges no messages.
@@ -149,7 +160,7 @@ def refinement() -> None:
     settings = st.session_state.get("ml_refining")
     if not settings:
         st.rerun(scope="app")  # nothing to refine any more: stop polling
-    job = _ui.figure_job(ws, "radar", settings)
+    job = _ui.figure_job(ws, "radar", settings, slot="radar_refine")
     if job.done:
         if job.failed:
             st.session_state["ml_refine_failed"] = {

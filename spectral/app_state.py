@@ -25,9 +25,10 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Hashable, Mapping, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterator, Mapping, TypeVar
 
 from torch import Tensor
 
@@ -36,7 +37,7 @@ from spectral.errors import SpectralError
 from spectral.figures.source import freeze  # noqa: F401 - memo keys of settings; re-exported for the pages
 from spectral.pool import ModelPool
 from spectral.roots import OutsidePoolRootsError, bounded_reads, check_path, check_paths, paths_in
-from spectral.serving import JobCancelled, JobQueue, Waiters, job_queue, trace
+from spectral.serving import JobCancelled, JobQueue, Waiters, holding, job_queue, trace
 from spectral.taskset import TaskSet
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,26 @@ def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | Non
 
 
 # -- threads -------------------------------------------------------------------------------------------------------
+#: seconds a thread holding the GIL runs before it must hand it to a thread that asked (Python's default: 0.005)
+GIL_SWITCH_S = 0.001
+
+
+def configure_gil_switching(interval_s: float | None = None) -> float:
+    """Hand the GIL over sooner (``$SPECTRAL_GIL_SWITCH_S``, default 1 ms) and return the interval.
+
+    An evaluation re-takes the GIL after each of its hundreds of torch operations; with several sessions' script
+    threads and the server's event loop busy in Python, each re-take waited up to Python's 5 ms default, and the
+    job every session waited for ran at half speed (bench/sessions.py, py-spy)."""
+    if interval_s is None:
+        env = os.environ.get("SPECTRAL_GIL_SWITCH_S", "").strip()
+        interval_s = float(env) if env else GIL_SWITCH_S
+    import sys
+
+    if sys.getswitchinterval() != interval_s:
+        sys.setswitchinterval(interval_s)
+    return interval_s
+
+
 def configure_torch_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads for an interactive process and return the count.
 
@@ -207,6 +228,21 @@ class Job(Generic[T]):
             self.waiters.add(session_id)
         return self
 
+    def detach(self, session_id: str | None) -> None:
+        """A session stopped waiting (it asked for other settings): with no session left, the job is cancelled, in
+        the queue at once or at its next progress report, and its slot goes to work somebody still waits for."""
+        if self.done:
+            return
+        self.waiters.remove(session_id)
+        if self.waiters.all_gone():
+            trace("job_abandoned", job=self.label, key=_short(self.key))
+            self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Cancelled, though perhaps still running up to its next progress report."""
+        return self._cancel.is_set()
+
     def cancel(self) -> None:
         """Ask the job to stop: it leaves the queue, or stops at its next progress report."""
         self._cancel.set()
@@ -251,6 +287,7 @@ class Job(Generic[T]):
     def _run(self, fn: Callable[[Progress], T], on_success: Callable[[T], None] | None) -> None:
         trace("job_run", job=self.label, key=_short(self.key), priority=self.priority,
               waited_s=round(time.perf_counter() - self.started, 3))
+        cpu0, ran0, process0, queue0 = time.thread_time(), time.perf_counter(), time.process_time(), _runqueue_s()
         try:
             value = fn(self.progress)
             if on_success is not None:
@@ -268,9 +305,21 @@ class Job(Generic[T]):
         finally:
             self.finished = time.perf_counter()
             trace("job_done", job=self.label, key=_short(self.key), priority=self.priority,
-                  total_s=round(self.finished - self.started, 3), error=type(self._error).__name__
+                  total_s=round(self.finished - self.started, 3), ran_s=round(self.finished - ran0, 3),
+                  cpu_s=round(time.thread_time() - cpu0, 3), process_cpu_s=round(time.process_time() - process0, 3),
+                  runqueue_s=round(_runqueue_s() - queue0, 3),
+                  error=type(self._error).__name__
                   if self._error is not None else None)
             self._done.set()
+
+
+def _runqueue_s() -> float:
+    """Seconds this thread has waited, runnable, for a CPU (Linux schedstat; 0 elsewhere)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _short(key: Hashable) -> str:
@@ -297,7 +346,8 @@ class JobRunner:
         :func:`spectral.roots.bounded_reads` carries over)."""
         with self._lock:
             job = self._running.get(key)
-            if job is not None and not job.done:
+            # a job cancelled but still winding down is not reused: the new asker gets a fresh one
+            if job is not None and not job.done and not job.cancel_requested:
                 if not background:
                     job.priority = 0
                 return job.attach(session)
@@ -480,7 +530,8 @@ class Workspace:
                 running.wait()
                 continue  # memoised now; or the first computation failed, and this thread tries itself
             try:
-                value = fn(progress or (lambda i, n, t: None))
+                with holding():  # other threads may wait for this value: no queue slot is handed over meanwhile
+                    value = fn(progress or (lambda i, n, t: None))
                 self.memo.put(key, value)
                 return value
             finally:
@@ -498,7 +549,7 @@ class Workspace:
         from spectral.eval.evaluate import task_accuracies
 
         device = self.engine.device if self.engine is not None else "cpu"
-        with _EVAL_LOCK:  # the pool's image tower is shared; one state dict at a time
+        with _evaluating():  # the pool's image tower is shared; one state dict at a time
             accs, _ = task_accuracies(self.pool, state_dict, tasks=tasks, split=self.eval_split, device=device,
                                       progress=progress)
         return {t: 100.0 * a for t, a in accs.items()}
@@ -529,7 +580,7 @@ class Workspace:
         ev = self.evaluator
 
         def compute(progress: Progress) -> Any:
-            with _EVAL_LOCK:
+            with _evaluating():
                 if model in ("zeroshot", "finetuned"):
                     return ev.reference_result(model, split, subsample=subsample or 0, progress=progress)
                 self.engine.resolve(model, params)  # a named error for a bad parameter, before any work
@@ -537,9 +588,14 @@ class Workspace:
 
         return self.cached(key, compute, progress)
 
-    def live_subsample(self) -> int | None:
+    def live_subsample(self, busy: bool = False) -> int | None:
         """Images per task of the merge lab's live estimate (``$SPECTRAL_LIVE_SUBSAMPLE``, default 256), or
-        None when no task's split is larger: small splits (the demo zoo) are evaluated exactly at once."""
+        None when no task's split is larger: small splits (the demo zoo) are evaluated exactly at once.
+
+        ``busy``: other sessions' interactive jobs hold or wait for the server's queue. Then splits of at most that
+        size get a quicker estimate too (``$SPECTRAL_BUSY_SUBSAMPLE``, default 64 images per task, a quarter of
+        the work), refined in the background like any estimate: under load each move costs a quarter as much
+        queue time, and the exact numbers follow when the server is free."""
         assert self.evaluator is not None
         size = int(os.environ.get("SPECTRAL_LIVE_SUBSAMPLE", LIVE_SUBSAMPLE))
         if size <= 0:
@@ -549,22 +605,37 @@ class Workspace:
         except Exception as err:  # noqa: BLE001 - a missing data folder: the evaluation itself reports it
             log.debug("split sizes unknown (%s): no estimate stage", err)
             return None
-        return size if largest > size else None
+        if largest > size:
+            return size
+        if busy:
+            quick = int(os.environ.get("SPECTRAL_BUSY_SUBSAMPLE", BUSY_SUBSAMPLE))
+            return quick if 0 < quick < largest else None
+        return None
 
     def compressed_accuracy(self, task: str, k_frac: float) -> float:
         """Accuracy (%) of TSV-C of one task at a rank fraction, on its own task (TSV Eq. 7), stored."""
         assert self.evaluator is not None
 
         def compute(progress: Progress) -> float:
-            with _EVAL_LOCK:
+            with _evaluating():
                 return 100.0 * self.evaluator.compressed(task, float(k_frac))  # type: ignore[union-attr]
 
         return self.cached(("accuracy", "tsv_c", task, round(float(k_frac), 12)), compute)
 
 
 _EVAL_LOCK = threading.RLock()
+
+
+@contextmanager
+def _evaluating() -> Iterator[None]:
+    """The pool's model tower is shared: one state dict at a time. Held, it is no safe point for a background
+    job to hand its queue slot over (:func:`spectral.serving.holding`)."""
+    with _EVAL_LOCK, holding():
+        yield
 #: images per task of the merge lab's first, estimated accuracies on pools with larger splits
 LIVE_SUBSAMPLE = 256
+#: images per task of the estimate shown while other sessions' jobs keep the server busy (see live_subsample)
+BUSY_SUBSAMPLE = 64
 
 
 def _make_evaluator(pool: ModelPool, engine: Engine, cache_dir: str | None, split: str) -> Any:

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Protocol
 
@@ -36,6 +37,10 @@ TRACE_ENV = "SPECTRAL_TRACE"
 MAX_JOBS_ENV = "SPECTRAL_MAX_JOBS"
 #: a session that has been disconnected this long no longer keeps a job alive (a reconnecting tab keeps it)
 SESSION_GRACE_S = 10.0
+#: seconds after another session's interactive job entered the queue during which the server counts as busy
+ACTIVE_WINDOW_S = 5.0
+#: seconds without interactive jobs before background work (whole-split refinements) may start
+BACKGROUND_AFTER_S = 1.0
 
 
 class JobCancelled(SpectralError, RuntimeError):
@@ -56,6 +61,27 @@ def trace(event: str, **fields: object) -> None:
                        **fields}, default=str)
     with _TRACE_LOCK, open(path, "a", encoding="utf-8") as out:
         out.write(line + "\n")
+
+
+# -- safe points -------------------------------------------------------------------------------------------------
+_HELD = threading.local()
+
+
+@contextmanager
+def holding() -> Iterator[None]:
+    """Mark a region in which this thread holds something another job may wait for (the shared model tower, a
+    computation other threads wait to share). A background job does not hand its queue slot over inside one: the
+    job it handed the slot to could wait for this thread while this thread waits for the slot back."""
+    _HELD.depth = getattr(_HELD, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _HELD.depth -= 1
+
+
+def at_safe_point() -> bool:
+    """Whether this thread holds nothing marked by :func:`holding` (so it may wait for a queue slot)."""
+    return getattr(_HELD, "depth", 0) == 0
 
 
 # -- where the server listens -------------------------------------------------------------------------------------
@@ -134,6 +160,8 @@ class Waiters:
         #: None: :data:`SESSION_GRACE_S` as it is when checked
         self.grace_s = grace_s
         self._seen: dict[str, float] = {}
+        #: a session stopped waiting (it asked for something else): with nobody left, the job is abandoned
+        self._left = False
         self._lock = threading.Lock()
 
     def add(self, session_id: str | None) -> None:
@@ -141,17 +169,25 @@ class Waiters:
             with self._lock:
                 self._seen[session_id] = time.monotonic()
 
+    def remove(self, session_id: str | None) -> None:
+        """A session no longer waits (its slider moved on): the job is abandoned once no session is left."""
+        if session_id:
+            with self._lock:
+                if self._seen.pop(session_id, None) is not None:
+                    self._left = True
+
     def sessions(self) -> list[str]:
         with self._lock:
             return list(self._seen)
 
     def all_gone(self) -> bool:
-        """True when at least one session waited and none has been connected within the grace period. A job
-        nobody waits for (started by the CLI, a test, a benchmark) is never abandoned."""
+        """True when at least one session waited and none still does: each has been disconnected for longer than
+        the grace period, or has moved on (:meth:`remove`). A job nobody waited for (started by the CLI, a test, a
+        benchmark) is never abandoned."""
         now = time.monotonic()
         with self._lock:
             if not self._seen:
-                return False
+                return self._left
             for sid in list(self._seen):
                 if session_alive(sid):
                     self._seen[sid] = now
@@ -185,18 +221,26 @@ class JobQueue:
     estimate never waits for another session's whole-split evaluation to finish (``bench/sessions.py``).
     """
 
-    def __init__(self, slots: int, *, poll_s: float = 0.25) -> None:
+    def __init__(self, slots: int, *, poll_s: float = 0.25, background_after_s: float = BACKGROUND_AFTER_S) -> None:
         if slots < 1:
             raise SpectralError(f"a job queue needs at least 1 slot, got {slots}")
         self.slots = int(slots)
         self.poll_s = poll_s
+        self.background_after_s = background_after_s
+        #: when an interactive job last ran or waited (monotonic seconds)
+        self._interactive_seen = float("-inf")
         self._cond = threading.Condition()
         self._running: list[Queued] = []
         self._waiting: list[Queued] = []
+        #: (when, sessions) of the interactive jobs that entered the queue lately (see :meth:`others_active`)
+        self._entered: deque[tuple[float, tuple[str, ...]]] = deque(maxlen=256)
 
     @contextmanager
     def slot(self, job: Queued) -> Iterator[None]:
         with self._cond:
+            if _priority(job) == 0:
+                self._entered.append((time.monotonic(), tuple(_sessions(job))))
+                self._interactive_seen = time.monotonic()
             self._waiting.append(job)
             try:
                 self._wait_for_turn(job, "queued")
@@ -211,15 +255,27 @@ class JobQueue:
             with self._cond:
                 if any(j is job for j in self._running):
                     self._running.remove(job)
+                if _priority(job) == 0:
+                    self._interactive_seen = time.monotonic()
                 self._cond.notify_all()
 
     def _wait_for_turn(self, job: Queued, state: str) -> None:
-        while not (len(self._running) < self.slots and self._ordered()[0] is job):
+        while not (len(self._running) < self.slots and self._ordered()[0] is job and self._may_start(job)):
             if job.should_cancel():
                 raise JobCancelled(f"job {job.label!r} cancelled while {state}: no session waits for it")
             ahead = self._ahead(job)
             job.text = f"{state}: {ahead} job{'s' if ahead != 1 else ''} ahead (at most {self.slots} at once)"
             self._cond.wait(self.poll_s)
+
+    def _may_start(self, job: Queued) -> bool:
+        """Background work starts only once no interactive job has run or waited for ``background_after_s``: while
+        sessions move sliders, their estimates have the server (a refinement, once started, keeps its slot up to
+        its next safe point)."""
+        if _priority(job) == 0:
+            return True
+        if any(_priority(j) == 0 for j in (*self._running, *self._waiting) if j is not job):
+            return False
+        return time.monotonic() - self._interactive_seen >= self.background_after_s
 
     def _ordered(self) -> list[Queued]:
         return sorted(self._waiting, key=_priority)  # stable: arrival order within a priority
@@ -230,9 +286,10 @@ class JobQueue:
     def yield_slot(self, job: Queued) -> bool:
         """Called by a running job at a progress report: a background job hands its slot to a waiting job of
         higher priority (lower number) when no slot is free, waits for its turn again, and returns True once it
-        runs again (False: it kept its slot). Cheap when nothing waits: no lock is taken."""
+        runs again (False: it kept its slot). Cheap when nothing waits: no lock is taken. It never yields inside a
+        :func:`holding` region of its thread (see there)."""
         mine = _priority(job)
-        if mine == 0 or not any(_priority(w) < mine for w in list(self._waiting)):
+        if mine == 0 or not any(_priority(w) < mine for w in list(self._waiting)) or not at_safe_point():
             return False
         with self._cond:
             if (not any(j is job for j in self._running) or len(self._running) < self.slots
@@ -252,6 +309,22 @@ class JobQueue:
             trace("job_resume", job=getattr(job, "label", ""))
         return True
 
+    def interactive_load(self) -> int:
+        """Jobs a session waits for on screen (priority 0), running or queued: while there are any, a new
+        interactive job would wait behind them (the merge lab then shows a quicker estimate first)."""
+        with self._cond:
+            return sum(_priority(j) == 0 for j in (*self._running, *self._waiting))
+
+    def others_active(self, session: str | None, window_s: float = ACTIVE_WINDOW_S) -> bool:
+        """Whether sessions other than ``session`` keep the queue busy: one of their interactive jobs runs or waits,
+        or entered the queue within the last ``window_s`` seconds (people moving sliders right now, between two of
+        their moves)."""
+        since = time.monotonic() - window_s
+        with self._cond:
+            current = [tuple(_sessions(j)) for j in (*self._running, *self._waiting) if _priority(j) == 0]
+            recent = [who for when, who in self._entered if when >= since]
+        return any(any(s != session for s in who) or not who for who in (*current, *recent))
+
     def ahead_of(self, job: Queued) -> int | None:
         """Jobs running or queued before ``job``: 0 while it runs, None when it is not in the queue."""
         with self._cond:
@@ -269,6 +342,11 @@ class JobQueue:
 
 def _priority(job: Queued) -> int:
     return int(getattr(job, "priority", 0))
+
+
+def _sessions(job: Queued) -> list[str]:
+    waiters = getattr(job, "waiters", None)
+    return waiters.sessions() if waiters is not None else []
 
 
 _QUEUE: JobQueue | None = None

@@ -272,3 +272,106 @@ def test_asking_for_background_work_in_the_foreground_makes_it_interactive(one_s
     assert runner.submit("refine", lambda p: "other", heavy=True) is job and job.priority == 0
     release.set()
     assert job.result(WAIT) == "refine"
+
+
+def test_background_work_holding_the_model_tower_finishes_before_handing_its_slot_over(one_slot: JobQueue) -> None:
+    """The deadlock the sessions bench found: a refinement reported progress while evaluating (holding the shared
+    model tower), handed its slot to an estimate, and the estimate then waited for the tower forever. A background
+    job now yields only at a safe point: here after its evaluation, before its next one."""
+    from spectral import app_state
+
+    runner = JobRunner()
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def refine(progress):  # noqa: ANN001, ANN202 - two evaluations, reporting per batch
+        for model in ("ta", "tsv"):
+            with app_state._evaluating():
+                order.append(f"refine {model}")
+                started.set()
+                while not release.wait(0.02):
+                    progress(0, 1, "evaluating")  # inside the tower: no yield here
+            progress(1, 2, "between models")  # a safe point
+        return "refine"
+
+    def estimate(progress):  # noqa: ANN001, ANN202
+        with app_state._evaluating():
+            order.append("estimate")
+        return "estimate"
+
+    background = runner.submit("refine", refine, heavy=True, background=True)
+    assert started.wait(WAIT)
+    quick = runner.submit("estimate", estimate, heavy=True)
+    threading.Event().wait(0.3)
+    assert not quick.done  # it waits for the slot, not for a tower the paused refinement holds
+    release.set()
+    assert quick.result(WAIT) == "estimate" and background.result(WAIT) == "refine"
+    assert order == ["refine ta", "estimate", "refine tsv"]  # the estimate went ahead at the safe point
+
+
+def test_holding_marks_no_safe_point_until_left() -> None:
+    assert serving.at_safe_point()
+    with serving.holding():
+        assert not serving.at_safe_point()
+        with serving.holding():
+            assert not serving.at_safe_point()
+        assert not serving.at_safe_point()
+    assert serving.at_safe_point()
+
+
+def test_a_job_its_only_session_moved_on_from_leaves_the_queue(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    """A slider dragged through values: each superseded evaluation, still queued, is dropped unrun."""
+    sessions["a"] = True
+    runner = JobRunner()
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    running = runner.submit("other", _blocking(started, release, calls, "other"), heavy=True, session="b")
+    assert started.wait(WAIT)
+    old = runner.submit("alpha=0.30", lambda p: calls.append("0.30") or "0.30", heavy=True, session="a")
+    new = runner.submit("alpha=0.35", lambda p: calls.append("0.35") or "0.35", heavy=True, session="a")
+    assert one_slot.interactive_load() == 3
+    old.detach("a")
+    with pytest.raises(JobCancelled):
+        old.result(WAIT)
+    release.set()
+    assert new.result(WAIT) == "0.35" and running.result(WAIT) == "other"
+    assert calls == ["other", "0.35"]
+    assert one_slot.interactive_load() == 0
+
+
+def test_a_job_another_session_still_waits_for_keeps_running(one_slot: JobQueue, sessions: dict[str, bool]) -> None:
+    sessions.update(a=True, b=True)
+    runner = JobRunner()
+    started, release = threading.Event(), threading.Event()
+    job = runner.submit("shared", _blocking(started, release, [], "shared"), heavy=True, session="a")
+    assert runner.submit("shared", lambda p: "again", heavy=True, session="b") is job
+    job.detach("a")
+    assert not job.cancel_requested
+    release.set()
+    assert job.result(WAIT) == "shared"
+
+
+def test_a_cancelled_job_winding_down_is_not_handed_to_a_new_asker(one_slot: JobQueue,
+                                                                  sessions: dict[str, bool]) -> None:
+    sessions["a"] = True
+    runner = JobRunner()
+    started, release = threading.Event(), threading.Event()
+    job = runner.submit("k", _blocking(started, release, [], "first"), heavy=True, session="a")
+    assert started.wait(WAIT)
+    job.detach("a")
+    assert job.cancel_requested and not job.done  # it stops at its next progress report (it makes none here)
+    again = runner.submit("k", lambda p: "second", heavy=True, session="a")
+    assert again is not job
+    release.set()
+    assert again.result(WAIT) == "second"
+
+
+def test_interactive_load_counts_what_sessions_wait_for_on_screen(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    started, release = threading.Event(), threading.Event()
+    background = runner.submit("refine", _blocking(started, release, [], "refine", report=True), heavy=True,
+                               background=True)
+    assert started.wait(WAIT)
+    assert one_slot.interactive_load() == 0  # a refinement alone: the server is free for an exact evaluation
+    release.set()
+    background.result(WAIT)
