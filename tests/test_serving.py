@@ -375,3 +375,59 @@ def test_interactive_load_counts_what_sessions_wait_for_on_screen(one_slot: JobQ
     assert one_slot.interactive_load() == 0  # a refinement alone: the server is free for an exact evaluation
     release.set()
     background.result(WAIT)
+
+
+def test_others_active_sees_other_sessions_jobs_now_and_lately(one_slot: JobQueue) -> None:
+    runner = JobRunner()
+    assert not one_slot.others_active("me")
+    started, release = threading.Event(), threading.Event()
+    mine = runner.submit("mine", _blocking(started, release, [], "mine"), heavy=True, session="me")
+    assert started.wait(WAIT)
+    assert not one_slot.others_active("me")  # my own job: not somebody else's load
+    assert one_slot.others_active("you")
+    release.set()
+    mine.result(WAIT)
+    assert one_slot.others_active("you")  # it entered the queue seconds ago: "me" is still moving sliders
+    assert not one_slot.others_active("you", window_s=0.0)
+
+
+def test_background_work_waits_until_interactive_work_has_stopped() -> None:
+    queue = serving.reset_job_queue(1)
+    queue.background_after_s = 0.5
+    try:
+        runner = JobRunner()
+        order: list[str] = []
+        estimate = runner.submit("estimate", lambda p: order.append("estimate") or "estimate", heavy=True)
+        assert estimate.result(WAIT) == "estimate"
+        refine = runner.submit("refine", lambda p: order.append("refine") or "refine", heavy=True, background=True)
+        threading.Event().wait(0.2)
+        assert order == ["estimate"] and not refine.done  # too soon after the estimate
+        assert refine.result(WAIT) == "refine"
+        assert order == ["estimate", "refine"]
+    finally:
+        serving.reset_job_queue()
+
+
+def test_the_project_config_runs_no_full_gc_after_every_script_run() -> None:
+    """Streamlit's default collects all generations after every script run: ~0.25 s holding the GIL with a pool
+    open, once per slider move and progress poll of every session (bench/sessions.py)."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+    assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_gil_switching_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from spectral.app_state import configure_gil_switching
+
+    before = sys.getswitchinterval()
+    try:
+        assert configure_gil_switching() == 0.001 and sys.getswitchinterval() == pytest.approx(0.001)
+        monkeypatch.setenv("SPECTRAL_GIL_SWITCH_S", "0.002")
+        assert configure_gil_switching() == 0.002 and sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)

@@ -2,6 +2,8 @@
 whole split evaluated in a background job, then exact numbers in place of the estimate."""
 from __future__ import annotations
 
+import time
+
 import fake_pool
 import pytest
 from app_helpers import APP, chart_data
@@ -68,3 +70,46 @@ def test_estimate_with_intervals_then_exact_numbers() -> None:
     assert set(estimate.counts.values()) == {64} and estimate.is_subsample
     shown = traces["Zero-shot"]["r"][:4]
     assert shown == pytest.approx([100.0 * exact.accuracies[t] for t in ws.task_names])
+
+
+def test_small_splits_get_an_estimate_while_other_sessions_keep_the_server_busy(monkeypatch) -> None:
+    """Splits no larger than the live subsample are evaluated exactly at once, unless other sessions' merges
+    keep the queue busy: then a quicker estimate comes first, and the exact numbers follow when it is free."""
+    from spectral import serving
+
+    monkeypatch.setenv("SPECTRAL_LIVE_SUBSAMPLE", str(SAMPLES))  # no estimate stage on an idle server
+    monkeypatch.setenv("SPECTRAL_BUSY_SUBSAMPLE", "50")
+    queue = serving.reset_job_queue(1)
+    try:
+        with _WORKSPACES_CLEARED():
+            at = AppTest.from_file(APP, default_timeout=120).run()
+            at.switch_page("pages/merge_lab.py").run()
+            assert "Estimate" not in _texts(at)  # idle: exact at once
+
+            queue._entered.append((time.monotonic(), ("another-session",)))  # it moved a slider just now
+            at.slider(key="ml_tsv_m_alpha").set_value(0.55).run()  # a merge not yet evaluated
+            assert not at.exception, [e.value for e in at.exception]
+            texts = _texts(at)
+            assert "Estimate" in texts and "50 test images per task" in texts
+            assert "other sessions' merges are queued" in texts
+            assert [n for n in (t["name"] for t in chart_data(at, "radar")) if n.endswith("95% CI")]
+
+            queue._entered.clear()  # the others stopped: the refinement runs, exact numbers replace the estimate
+            _wait_for_jobs()
+            at.run()
+            assert "Estimate" not in _texts(at) and "Exact" in _texts(at)
+    finally:
+        serving.reset_job_queue()
+
+
+class _WORKSPACES_CLEARED:
+    """A fresh shared workspace (earlier tests of this process may have memoised these merges)."""
+
+    def __enter__(self) -> None:
+        import streamlit as st
+
+        st.cache_resource.clear()
+        _WORKSPACES.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        _WORKSPACES.clear()
