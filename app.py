@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # `pages._ui` and `spectral` import from the project root
     sys.path.insert(0, str(ROOT))
 
-from spectral.app_state import configure_gil_switching, configure_torch_threads  # noqa: E402
+from spectral.app_state import configure_torch_threads  # noqa: E402
 
 configure_torch_threads()  # few threads: many small operations from several sessions (see its docstring)
-configure_gil_switching()  # evaluations re-take the GIL sooner beside busy sessions (see its docstring)
 st.set_page_config(page_title="spectral — SVD model merging", page_icon="📈", layout="wide")
 
 # url paths equal the file names: a deep link served by Streamlit's legacy pages/ discovery on a fresh server

@@ -21,7 +21,8 @@ new data drawn in that session's page. Prints ``name: value`` lines:
 
 Each session waits ``--think`` seconds between its moves (a person reading the radar), so N sessions are N people
 working at once, not N scripts hammering the server back to back. The browsers run at nice 19 (as if on the users'
-own machines: on 2 cores, 8 renderers at the server's priority would time themselves), and no tab is throttled as a
+own machines: on 2 cores, 8 renderers at the server's priority would time themselves; chromium renices its renderers
+as root, so they run under SCHED_IDLE, which it cannot undo), and no tab is throttled as a
 background tab; ``--browsers-share-cpu`` runs them at the server's priority.
 """
 from __future__ import annotations

@@ -138,26 +138,6 @@ def open_pool(spec: str, *, trust_pickle: bool = False, progress: Progress | Non
 
 
 # -- threads -------------------------------------------------------------------------------------------------------
-#: seconds a thread holding the GIL runs before it must hand it to a thread that asked (Python's default: 0.005)
-GIL_SWITCH_S = 0.001
-
-
-def configure_gil_switching(interval_s: float | None = None) -> float:
-    """Hand the GIL over sooner (``$SPECTRAL_GIL_SWITCH_S``, default 1 ms) and return the interval.
-
-    An evaluation re-takes the GIL after each of its hundreds of torch operations; with several sessions' script
-    threads and the server's event loop busy in Python, each re-take waited up to Python's 5 ms default, and the
-    job every session waited for ran at half speed (bench/sessions.py, py-spy)."""
-    if interval_s is None:
-        env = os.environ.get("SPECTRAL_GIL_SWITCH_S", "").strip()
-        interval_s = float(env) if env else GIL_SWITCH_S
-    import sys
-
-    if sys.getswitchinterval() != interval_s:
-        sys.setswitchinterval(interval_s)
-    return interval_s
-
-
 def configure_torch_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads for an interactive process and return the count.
 

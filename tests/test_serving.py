@@ -418,16 +418,3 @@ def test_the_project_config_runs_no_full_gc_after_every_script_run() -> None:
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["address"] == "127.0.0.1"
 
-
-def test_gil_switching_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from spectral.app_state import configure_gil_switching
-
-    before = sys.getswitchinterval()
-    try:
-        assert configure_gil_switching() == 0.001 and sys.getswitchinterval() == pytest.approx(0.001)
-        monkeypatch.setenv("SPECTRAL_GIL_SWITCH_S", "0.002")
-        assert configure_gil_switching() == 0.002 and sys.getswitchinterval() == pytest.approx(0.002)
-    finally:
-        sys.setswitchinterval(before)
