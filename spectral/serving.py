@@ -39,8 +39,8 @@ MAX_JOBS_ENV = "SPECTRAL_MAX_JOBS"
 SESSION_GRACE_S = 10.0
 #: seconds after another session's interactive job entered the queue during which the server counts as busy
 ACTIVE_WINDOW_S = 5.0
-#: seconds without interactive jobs before background work (whole-split refinements) may start
-BACKGROUND_AFTER_S = 1.0
+#: seconds without other sessions' interactive jobs before background work (whole-split refinements) may start
+BACKGROUND_AFTER_S = 3.0
 
 
 class JobCancelled(SpectralError, RuntimeError):
@@ -227,8 +227,8 @@ class JobQueue:
         self.slots = int(slots)
         self.poll_s = poll_s
         self.background_after_s = background_after_s
-        #: when an interactive job last ran or waited (monotonic seconds)
-        self._interactive_seen = float("-inf")
+        #: (when, sessions) of interactive jobs entering and leaving a slot, lately (see :meth:`_may_start`)
+        self._interactive: deque[tuple[float, tuple[str, ...]]] = deque(maxlen=256)
         self._cond = threading.Condition()
         self._running: list[Queued] = []
         self._waiting: list[Queued] = []
@@ -240,7 +240,6 @@ class JobQueue:
         with self._cond:
             if _priority(job) == 0:
                 self._entered.append((time.monotonic(), tuple(_sessions(job))))
-                self._interactive_seen = time.monotonic()
             self._waiting.append(job)
             try:
                 self._wait_for_turn(job, "queued")
@@ -256,7 +255,7 @@ class JobQueue:
                 if any(j is job for j in self._running):
                     self._running.remove(job)
                 if _priority(job) == 0:
-                    self._interactive_seen = time.monotonic()
+                    self._interactive.append((time.monotonic(), tuple(_sessions(job))))
                 self._cond.notify_all()
 
     def _wait_for_turn(self, job: Queued, state: str) -> None:
@@ -268,14 +267,22 @@ class JobQueue:
             self._cond.wait(self.poll_s)
 
     def _may_start(self, job: Queued) -> bool:
-        """Background work starts only once no interactive job has run or waited for ``background_after_s``: while
-        sessions move sliders, their estimates have the server (a refinement, once started, keeps its slot up to
-        its next safe point)."""
+        """Background work starts only once other sessions' interactive jobs have neither run nor waited for
+        ``background_after_s``: while people move sliders, their estimates have the server (a refinement, once
+        started, keeps its slot up to its next safe point). Its own sessions' jobs do not hold it back: a lone
+        user's refinement starts as soon as the estimate is drawn."""
         if _priority(job) == 0:
             return True
-        if any(_priority(j) == 0 for j in (*self._running, *self._waiting) if j is not job):
+        mine = set(_sessions(job))
+
+        def other(who: tuple[str, ...]) -> bool:
+            return not who or not set(who) <= mine
+
+        if any(other(tuple(_sessions(j))) for j in (*self._running, *self._waiting)
+               if j is not job and _priority(j) == 0):
             return False
-        return time.monotonic() - self._interactive_seen >= self.background_after_s
+        since = time.monotonic() - self.background_after_s
+        return not any(other(who) for when, who in self._interactive if when >= since)
 
     def _ordered(self) -> list[Queued]:
         return sorted(self._waiting, key=_priority)  # stable: arrival order within a priority

@@ -418,3 +418,21 @@ def test_the_project_config_runs_no_full_gc_after_every_script_run() -> None:
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["address"] == "127.0.0.1"
 
+
+
+def test_only_other_sessions_hold_background_work_back() -> None:
+    """A lone user's refinement starts right after their estimate; another session's estimate holds it back."""
+    queue = serving.reset_job_queue(1)
+    queue.background_after_s = 60.0  # longer than this test: only "no other session" lets work start
+    try:
+        runner = JobRunner()
+        assert runner.submit("estimate", lambda p: "e", heavy=True, session="me").result(WAIT) == "e"
+        mine = runner.submit("refine", lambda p: "r", heavy=True, background=True, session="me")
+        assert mine.result(WAIT) == "r"  # my own estimate does not hold my refinement back
+        assert runner.submit("theirs", lambda p: "t", heavy=True, session="you").result(WAIT) == "t"
+        held = runner.submit("refine 2", lambda p: "r2", heavy=True, background=True, session="me")
+        threading.Event().wait(0.5)
+        assert not held.done  # another session was active within the minute
+        held.cancel()
+    finally:
+        serving.reset_job_queue()
