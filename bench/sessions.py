@@ -152,7 +152,7 @@ async def _settle(page: Any, timeout_ms: float) -> None:
 
 
 async def _session(browser: Any, url: str, start: float, k_frac: float, moves: int, think: float,
-                   timeout_ms: float, outside: list[str]) -> tuple[list[float], int]:
+                   timeout_ms: float, outside: list[str], shot: Path | None = None) -> tuple[list[float], int]:
     """One person: open the merge lab at TSV-M α ``start`` (and ``k_frac``), then ``moves`` right-arrow moves
     (α + 0.05 each), timing each."""
     from urllib.parse import urlsplit
@@ -188,6 +188,8 @@ async def _session(browser: Any, url: str, start: float, k_frac: float, moves: i
                 await page.wait_for_function(DONE_JS, arg=[before, want], timeout=timeout_ms)
                 latencies.append(1000 * (time.perf_counter() - t0))
                 _trace("move_done", alpha_start=start, move=move, ms=round(latencies[-1]))
+                if shot is not None and move == moves - 1:  # what this person sees right after their last move
+                    await page.screenshot(path=str(shot), full_page=True)
             except Exception:  # noqa: BLE001 - a move that never showed its result
                 errors += 1
                 _trace("move_timeout", alpha_start=start, move=move)
@@ -203,7 +205,7 @@ async def _session(browser: Any, url: str, start: float, k_frac: float, moves: i
 
 
 async def _round(chromium: str, url: str, n: int, moves: int, think: float, timeout_ms: float,
-                 k_frac: float) -> tuple[list[float], int]:
+                 k_frac: float, shot: Path | None = None) -> tuple[list[float], int]:
     from playwright.async_api import async_playwright
 
     outside: list[str] = []
@@ -212,8 +214,8 @@ async def _round(chromium: str, url: str, n: int, moves: int, think: float, time
         try:
             # each session its own α values (7 steps apart), each round its own k fraction: no move repeats a merge
             starts = [0.2 + 0.35 * i for i in range(n)]
-            results = await asyncio.gather(*(_session(browser, url, s, k_frac, moves, think, timeout_ms, outside)
-                                             for s in starts))
+            results = await asyncio.gather(*(_session(browser, url, s, k_frac, moves, think, timeout_ms, outside,
+                                                      shot if i == 0 else None) for i, s in enumerate(starts)))
         finally:
             await browser.close()
     latencies = [x for lat, _ in results for x in lat]
@@ -234,11 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=4, help="slider moves per session (default 4, at most 6)")
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's moves (default 1)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a move or page may take")
-    parser.add_argument("--keep-log", default=None, help="copy the server's log here at the end")
+    parser.add_argument("--keep-log", default=None, help="copy the server's log (and its job trace, *.trace.jsonl) "
+                                                          "here at the end")
+    parser.add_argument("--screenshot", default=None, metavar="DIR",
+                        help="save the first session's page after its last move of each round (DIR/sessions-N.png)")
     parser.add_argument("--browsers-share-cpu", action="store_true",
                         help="run the browsers at the server's priority (default: nice 19, as if they ran elsewhere)")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.sessions.split(",") if c.strip()]
+    if args.screenshot:
+        Path(args.screenshot).mkdir(parents=True, exist_ok=True)
     if max(counts) > 8 or not 1 <= args.moves <= 6:
         parser.error("at most 8 sessions and 1 to 6 moves (each session's α values stay apart, inside [0, 3])")
     chromium = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -292,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         for round_index, n in enumerate(counts):
             sampler.reset()
             k_frac = 0.125 * (1 + round_index)  # another k per round (as an int(k·r) on every pool of r ≥ 8)
-            latencies, errors = asyncio.run(_round(chromium, url, n, args.moves, args.think, timeout_ms, k_frac))
+            shot = Path(args.screenshot) / f"sessions-{n}.png" if args.screenshot else None
+            latencies, errors = asyncio.run(_round(chromium, url, n, args.moves, args.think, timeout_ms, k_frac,
+                                                   shot))
             peak = sampler.peak() / 2**20
             p50 = statistics.median(latencies) if latencies else float("nan")
             p95 = _p95(latencies)
