@@ -189,7 +189,9 @@ async def _session(browser: Any, url: str, start: float, k_frac: float, moves: i
                 latencies.append(1000 * (time.perf_counter() - t0))
                 _trace("move_done", alpha_start=start, move=move, ms=round(latencies[-1]))
                 if shot is not None and move == moves - 1:  # what this person sees right after their last move
-                    await page.screenshot(path=str(shot), full_page=True)
+                    await page.set_viewport_size({"width": 1440, "height": 2200})  # the app scrolls inside
+                    await page.screenshot(path=str(shot))
+                    await page.set_viewport_size({"width": 1440, "height": 1000})
             except Exception:  # noqa: BLE001 - a move that never showed its result
                 errors += 1
                 _trace("move_timeout", alpha_start=start, move=move)
