@@ -34,3 +34,12 @@ def _pool_roots(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     import os
 
     monkeypatch.setenv("SPECTRAL_POOL_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(ROOT)]))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_job_queue() -> None:
+    """Each test starts with an empty server queue: jobs of earlier tests (seconds ago) would count as other
+    sessions keeping the server busy, and the merge lab would show an estimate first (issue 26)."""
+    from spectral import serving
+
+    serving.reset_job_queue()
