@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -68,26 +67,17 @@ def qwen_shapes(layers: int) -> dict[str, tuple[int, ...]]:
 
 
 def write_model(folder: Path, layers: int, seed: int, base_seed: int | None) -> None:
-    """One model folder: the base (``base_seed`` None) or a fine-tune = base + rank-16 delta + small noise, written
-    shard by shard so that no more than one shard is ever in memory."""
-    from safetensors.torch import save_file
+    """One model folder: the base (``base_seed`` None) or a fine-tune = base + rank-16 delta + small noise, in hub
+    shards written one tensor at a time (no more than one tensor is ever in memory)."""
+    from spectral.checkpoints.hf import write_safetensors_shards
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(qwen_config(layers), indent=2))
     shapes = qwen_shapes(layers)
-    shard: dict[str, torch.Tensor] = {}
-    shard_bytes, names, weight_map = 0, [], {}
+    index_of = {key: i for i, key in enumerate(shapes)}
 
-    def flush() -> None:
-        nonlocal shard, shard_bytes
-        if shard:
-            name = f"model-{len(names) + 1:05d}.safetensors"
-            save_file(shard, str(folder / name), metadata={"format": "pt"})
-            names.append(name)
-            weight_map.update({k: name for k in shard})
-            shard, shard_bytes = {}, 0
-
-    for index, (key, shape) in enumerate(shapes.items()):
+    def tensor_of(key: str) -> torch.Tensor:
+        index, shape = index_of[key], shapes[key]
         g = torch.Generator().manual_seed(1000 * (seed if base_seed is None else base_seed) + index)
         if len(shape) == 1:
             value = torch.ones(shape) if "norm" in key else torch.randn(shape, generator=g) * 0.02
@@ -99,20 +89,10 @@ def write_model(folder: Path, layers: int, seed: int, base_seed: int | None) -> 
                 rank = 16
                 value += (torch.randn(shape[0], rank, generator=d) @ torch.randn(rank, shape[1], generator=d)) * 2e-3
             value += torch.randn(shape, generator=d) * 1e-4
-        shard[key] = value.to(torch.bfloat16)
-        shard_bytes += shard[key].numel() * 2
-        if shard_bytes >= SHARD_BYTES:
-            flush()
-    flush()
-    # rename the shards to the hub's "-of-N" names now that N is known
-    final = {}
-    for i, name in enumerate(names, 1):
-        new = f"model-{i:05d}-of-{len(names):05d}.safetensors"
-        os.replace(folder / name, folder / new)
-        final[name] = new
-    index_doc = {"metadata": {"total_size": sum(2 * torch.Size(s).numel() for s in shapes.values())},
-                 "weight_map": {k: final[v] for k, v in weight_map.items()}}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2))
+        return value.to(torch.bfloat16)
+
+    layout = {key: (torch.bfloat16, tuple(shape)) for key, shape in shapes.items()}
+    write_safetensors_shards(folder, layout, tensor_of, max_shard_bytes=SHARD_BYTES, metadata={"format": "pt"})
 
 
 def folder_bytes(folder: Path) -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -128,38 +127,19 @@ def _random_bf16(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
 
 
 def write_base(folder: Path, layers: int) -> None:
-    from safetensors.torch import save_file
+    from spectral.checkpoints.hf import write_safetensors_shards
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(llama_config(layers), indent=2))
     shapes = llama_shapes(layers)
-    shard: dict[str, torch.Tensor] = {}
-    size, names, weight_map = 0, [], {}
+    g = torch.Generator().manual_seed(0)  # drawn from in the layout's order, as the tensors are written
 
-    def flush() -> None:
-        nonlocal shard, size
-        if shard:
-            name = f"part-{len(names) + 1:05d}.safetensors"
-            save_file(shard, str(folder / name), metadata={"format": "pt"})
-            names.append(name)
-            weight_map.update({k: name for k in shard})
-            shard, size = {}, 0
+    def tensor_of(key: str) -> torch.Tensor:
+        shape = shapes[key]
+        return torch.ones(shape, dtype=torch.bfloat16) if len(shape) == 1 else _random_bf16(shape, g)
 
-    g = torch.Generator().manual_seed(0)
-    for key, shape in shapes.items():
-        shard[key] = torch.ones(shape, dtype=torch.bfloat16) if len(shape) == 1 else _random_bf16(shape, g)
-        size += shard[key].numel() * 2
-        if size >= SHARD_BYTES:
-            flush()
-    flush()
-    final = {}
-    for i, name in enumerate(names, 1):
-        new = f"model-{i:05d}-of-{len(names):05d}.safetensors"
-        os.replace(folder / name, folder / new)
-        final[name] = new
-    index = {"metadata": {"total_size": sum(2 * torch.Size(s).numel() for s in shapes.values())},
-             "weight_map": {k: final[v] for k, v in weight_map.items()}}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    layout = {key: (torch.bfloat16, tuple(shape)) for key, shape in shapes.items()}
+    write_safetensors_shards(folder, layout, tensor_of, max_shard_bytes=SHARD_BYTES, metadata={"format": "pt"})
 
 
 def write_adapter(folder: Path, layers: int, seed: int) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -405,6 +406,39 @@ def _shard_plan(sizes: Mapping[str, int], max_bytes: int) -> list[list[str]]:
     return shards
 
 
+def write_safetensors_shards(
+    folder: str | os.PathLike[str],
+    layout: Mapping[str, tuple[torch.dtype, tuple[int, ...]]],
+    tensor_of: Callable[[str], Tensor],
+    *,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    metadata: Mapping[str, str] | None = None,
+    after_shard: Callable[[], None] | None = None,
+) -> dict[str, str]:
+    """Write the tensors of ``layout`` (key → dtype and shape, in order) into ``folder`` as the hub names them: one
+    ``model.safetensors``, or ``model-0000i-of-0000n.safetensors`` shards of at most ``max_shard_bytes`` (a larger
+    tensor has a shard of its own) with ``model.safetensors.index.json``. ``tensor_of(key)`` computes each tensor when
+    its bytes are due (:func:`~spectral.checkpoints.formats.write_safetensors_stream`), so only one is ever held;
+    ``after_shard`` runs after each shard. Returns the weight map (key → file name)."""
+    from spectral.checkpoints.formats import write_safetensors_stream
+
+    folder = Path(folder)
+    sizes = {key: math.prod(shape) * dtype.itemsize
+             for key, (dtype, shape) in layout.items()}
+    plan = _shard_plan(sizes, max_shard_bytes)
+    weight_map: dict[str, str] = {}
+    for i, keys in enumerate(plan, start=1):
+        name = SAFE_SINGLE if len(plan) == 1 else f"model-{i:05d}-of-{len(plan):05d}.safetensors"
+        write_safetensors_stream(folder / name, {key: layout[key] for key in keys}, tensor_of, metadata)
+        weight_map.update({k: name for k in keys})
+        if after_shard is not None:
+            after_shard()
+    if len(plan) > 1:
+        index = {"metadata": {"total_size": sum(sizes.values()), **(metadata or {})}, "weight_map": weight_map}
+        (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return weight_map
+
+
 def write_hf_folder(
     out_dir: str | os.PathLike[str],
     base_folder: str | os.PathLike[str] | HFFolder,
@@ -426,7 +460,6 @@ def write_hf_folder(
     ``inputs`` (the base and fine-tune folders) may not be ``out_dir``.
     """
 
-    from spectral.checkpoints.formats import write_safetensors_stream
     from spectral.heap import release_memory
     from spectral.io import FILE_MODE, atomic_folder
 
@@ -448,8 +481,7 @@ def write_hf_folder(
     stored_of = {s: c for c, s in mapping.items()}
     # Shards are planned from the base's tensors (the output has their names, shapes and dtypes) and filled one at a
     # time, reading ``body`` only then: a lazy body (Engine.lazy_merge) is computed shard by shard, never held whole.
-    sizes = {key: ref.numel() * ref.element_size() for key, ref in base.stored.items()}
-    plan = _shard_plan(sizes, max_shard_bytes)
+    layout = {key: (ref.dtype, tuple(ref.shape)) for key, ref in base.stored.items()}
 
     def stored_tensor(key: str) -> Tensor:
         ref = base.stored[key]
@@ -472,21 +504,13 @@ def write_hf_folder(
     with atomic_folder(out) as tmp:
         for src in _non_weight_files(base.path):
             shutil.copyfile(src, tmp / src.name)
-        n = len(plan)
-        weight_map: dict[str, str] = {}
-        for i, keys in enumerate(plan, start=1):
-            name = SAFE_SINGLE if n == 1 else f"model-{i:05d}-of-{n:05d}.safetensors"
-            # one merged tensor at a time, header first: a shard is never held whole (nor serialised into bytes)
-            layout = {key: (base.stored[key].dtype, tuple(base.stored[key].shape)) for key in keys}
-            write_safetensors_stream(tmp / name, layout, stored_tensor, meta)
-            weight_map.update({k: name for k in keys})
-            release_memory()  # the base's pages this shard read, and the writer's freed buffers (spectral.heap)
-        if n > 1:
-            index = {"metadata": {"total_size": sum(sizes.values()), **meta}, "weight_map": weight_map}
-            (tmp / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        # one merged tensor at a time, header first: a shard is never held whole (nor serialised into bytes); after
+        # each, the base's pages it read and the writer's freed buffers go back (spectral.heap)
+        weight_map = write_safetensors_shards(tmp, layout, stored_tensor, max_shard_bytes=max_shard_bytes,
+                                              metadata=meta, after_shard=release_memory)
         for p in tmp.iterdir():
             os.chmod(p, FILE_MODE)
-    log.info("wrote %s: %d tensors in %d file(s)", out, len(sizes), len(plan))
+    log.info("wrote %s: %d tensors in %d file(s)", out, len(layout), len(set(weight_map.values())))
     return out
 
 
